@@ -1,0 +1,271 @@
+"""The online training loop: FPTT, FPTT-K, BPTT and TBPTT-k under one API.
+
+:class:`SequenceTrainer` drives any stateful model over ``x`` of shape
+``[T, B, ...]``. The sequence is cut into windows; inside a window the graph
+flows through time, at each window's end there is one loss, one update, and
+the recurrent state is detached:
+
+============  ===============================  ==========================
+``method``    windows                          regulariser
+============  ===============================  ==========================
+``"fptt"``    ``K`` windows (``K = T``: every   FPTT (:class:`FPTT`)
+              step, memory independent of T)
+``"bptt"``    one window of ``T`` steps         none
+``"tbptt"``   windows of ``k`` steps            none
+============  ===============================  ==========================
+
+So ``method="fptt", K=1`` is BPTT with the FPTT regulariser, and
+``method="tbptt", k=1`` is plain back-propagation at every step.
+
+The model is called once per step as ``out = model(x_t)`` (state kept in the
+modules: snnTorch ``init_hidden`` nets, SpikingJelly nodes, ``fptt_ext`` neurons),
+or as ``out, state = model(x_t, state)`` with ``explicit_state=True`` (e.g. a
+wrapped ``nn.LSTM``). A SpikingJelly network in multi-step mode gets each
+window as one ``[L, B, ...]`` call.
+
+Example:
+    >>> import torch, fptt_ext
+    >>> net = torch.nn.Sequential(torch.nn.Linear(2, 8), fptt_ext.LTC(init_hidden=True),
+    ...                           torch.nn.Linear(8, 3), fptt_ext.LI(init_hidden=True))
+    >>> _ = net(torch.zeros(1, 2))                      # build the lazily sized gates
+    >>> trainer = SequenceTrainer(net, torch.optim.Adam(net.parameters(), 1e-3),
+    ...                           loss="classification", num_classes=3)
+    >>> result = trainer.train_batch(torch.rand(5, 4, 2), torch.tensor([0, 1, 2, 0]))
+    >>> result.outputs.shape, result.updates
+    (torch.Size([5, 4, 3]), 5)
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .losses import make_loss
+from .optimizer import FPTT, all_finite
+from .state import StatefulModules, detach_tree
+
+__all__ = ["SequenceTrainer", "BatchResult", "window_ends", "METHODS"]
+
+METHODS = ("fptt", "bptt", "tbptt")
+
+
+def window_ends(T: int, method: str, K: int | None = None, k: int = 1) -> list[int]:
+    """1-based steps at which a window ends (and an update happens).
+
+    >>> window_ends(6, "fptt"), window_ends(6, "fptt", K=2), window_ends(5, "tbptt", k=2), window_ends(4, "bptt")
+    ([1, 2, 3, 4, 5, 6], [3, 6], [2, 4, 5], [4])
+    """
+    if method == "fptt":
+        K = T if K is None else K
+        if not 1 <= K <= T:
+            raise ValueError(f"FPTT-K needs 1 <= K <= T, got K={K}, T={T}")
+        return sorted({math.ceil(i * T / K) for i in range(1, K + 1)})
+    if method == "bptt":
+        return [T]
+    if method == "tbptt":
+        if k < 1:
+            raise ValueError(f"TBPTT-k needs k >= 1, got k={k}")
+        return sorted(set(range(k, T, k)) | {T})
+    raise ValueError(f"unknown method {method!r}; use one of {METHODS}")
+
+
+@dataclass
+class BatchResult:
+    """What :meth:`SequenceTrainer.train_batch` returns."""
+
+    loss: float  # mean task loss over the updates
+    outputs: torch.Tensor  # [T, B, ...] per-step predictions, detached
+    updates: int
+    skipped: int = 0  # updates skipped for a non-finite loss or gradient (nonfinite="skip")
+
+
+class SequenceTrainer:
+    """Train ``model`` online over sequences with FPTT, BPTT or TBPTT-k.
+
+    Args:
+        model: the network (may be wrapped in ``DistributedDataParallel``).
+        optimizer: any ``torch.optim`` optimizer over the model's parameters, or
+            an :class:`FPTT` (which then defines alpha, beta, variant).
+        method: ``"fptt"``, ``"bptt"`` or ``"tbptt"``.
+        K: number of FPTT windows (default ``T``); k: TBPTT window length.
+        loss: ``"classification"`` (target ``[B]``), ``"per_step"`` (target
+            ``[T, B, ...]``), ``"regression_end"`` (target ``[B, ...]``) or a loss module
+            called as ``loss(out_t, y, t)`` with attribute ``per_step_target``.
+        num_classes: for the classification loss.
+        alpha, beta, variant, max_grad_norm: FPTT settings when ``optimizer`` is a
+            plain optimizer (``max_grad_norm`` also clips BPTT/TBPTT).
+        explicit_state: call ``model(x_t, state) -> (out, state)``.
+        nonfinite: ``"raise"`` on a NaN/Inf loss (default) or ``"skip"`` the update
+            with a warning; parameters and FPTT state are never corrupted.
+    """
+
+    def __init__(self, model: nn.Module, optimizer, *, method: str = "fptt", K: int | None = None, k: int = 1,
+                 loss="classification", num_classes: int | None = None, alpha: float = 0.1, beta: float = 0.5,
+                 variant: str = "practical", max_grad_norm: float | None = None, explicit_state: bool = False,
+                 nonfinite: str = "raise"):
+        if method not in METHODS:
+            raise ValueError(f"unknown method {method!r}; use one of {METHODS}")
+        self.model, self.method, self.K, self.k = model, method, K, k
+        self.loss_kind, self.num_classes, self.loss_fn = loss, num_classes, None
+        self.explicit_state, self.nonfinite, self.max_grad_norm = explicit_state, nonfinite, max_grad_norm
+        if method == "fptt" and not isinstance(optimizer, FPTT):
+            optimizer = FPTT([p for p in model.parameters() if p.requires_grad], optimizer, alpha=alpha, beta=beta,
+                             variant=variant, max_grad_norm=max_grad_norm, nonfinite=nonfinite)
+        if method != "fptt" and isinstance(optimizer, FPTT):
+            raise ValueError(f"method={method!r} trains without the FPTT regulariser; pass the plain optimizer")
+        self.optimizer = optimizer
+        self.states = StatefulModules(model)
+        if isinstance(model, nn.parallel.DistributedDataParallel) and getattr(model, "broadcast_buffers", False) \
+                and any(n in m._buffers for m, h in self.states.items for n in h.names(m)):
+            # DDP copies rank 0's buffers into every rank at each forward: that would overwrite
+            # each rank's recurrent state (snnTorch-style neurons keep it in buffers).
+            raise ValueError("the model keeps its recurrent state in buffers, which DistributedDataParallel "
+                             "broadcasts from rank 0 at every forward; wrap it with "
+                             "DistributedDataParallel(model, forward_sync_buffers=False) "
+                             "(broadcast_buffers=False on torch < 2.13)")
+        self.multi_step = any(getattr(m, "step_mode", "s") == "m" for m in model.modules())
+        self._params = [p for p in model.parameters() if p.requires_grad]
+
+    # -- checks ---------------------------------------------------------------------------
+    def _check(self, x: torch.Tensor, y: torch.Tensor | None) -> int:
+        if not isinstance(x, torch.Tensor) or x.dim() < 2:
+            raise ValueError(f"x must be a tensor of shape [T, B, ...], got {getattr(x, 'shape', type(x))}")
+        T = x.shape[0]
+        if T == 0:
+            raise ValueError("empty sequence: x has T = 0 time steps; expected [T >= 1, B, ...]")
+        if not x.is_floating_point():
+            raise TypeError(f"x must be floating point (the input current), got {x.dtype}; use x.float()")
+        if y is not None:
+            per_step = getattr(self._loss(T), "per_step_target", False)
+            if per_step and y.shape[0] != T:
+                raise ValueError(f"per-step targets must have shape [T={T}, B, ...], got {tuple(y.shape)}")
+            if y.shape[per_step] != x.shape[1]:
+                raise ValueError(f"batch size mismatch: x has B={x.shape[1]}, targets {tuple(y.shape)}")
+        return T
+
+    def _loss(self, T: int) -> nn.Module:
+        if self.loss_fn is None or (getattr(self.loss_fn, "T", T) != T and isinstance(self.loss_kind, str)):
+            self.loss_fn = make_loss(self.loss_kind, T, self.num_classes)
+        return self.loss_fn
+
+    # -- stepping -------------------------------------------------------------------------
+    def _run(self, x: torch.Tensor, state):
+        """Forward over a window ``x`` ``[L, B, ...]``; returns ``[L, B, ...]`` outputs and state."""
+        if self.multi_step:
+            return self.model(x), state
+        outs = []
+        for x_t in x:
+            if self.explicit_state:
+                out, state = self.model(x_t, state)
+            else:
+                out = self.model(x_t)
+            outs.append(out)
+        return torch.stack(outs), state
+
+    def _window_loss(self, out: torch.Tensor, y, start: int, end: int) -> torch.Tensor:
+        loss_fn = self.loss_fn
+        if getattr(loss_fn, "per_step_target", False):
+            return torch.stack([loss_fn(out[i], y[start + i], start + i + 1) for i in range(end - start)]).mean()
+        return loss_fn(out[-1], y, end)
+
+    def _update_loss_state(self, out: torch.Tensor, y, start: int, end: int) -> None:
+        if not getattr(self.loss_fn, "per_step_target", False):
+            self.loss_fn.update(out[-1].detach(), y, end)
+
+    def train_batch(self, x: torch.Tensor, y: torch.Tensor) -> BatchResult:
+        """Reset the state, run the whole sequence with one update per window."""
+        T = self._check(x, y)
+        self._loss(T)
+        self.model.train()
+        self.states.reset()
+        state = None
+        outputs, losses, skipped, start = [], [], 0, 0
+        for end in window_ends(T, self.method, self.K, self.k):
+            if self.method == "fptt" and self.optimizer.variant == "exact":
+                snapshot, rng = (self.states.get(), state), torch.get_rng_state()
+            out, new_state = self._run(x[start:end], state)
+            loss = self._window_loss(out, y, start, end)
+            if not torch.isfinite(loss):
+                skipped += self._nonfinite(f"loss at step {end}")
+            else:
+                total = loss + self.optimizer.regularizer() if self.method == "fptt" else loss
+                closure = None
+                if self.method == "fptt" and self.optimizer.variant == "exact":
+                    closure = self._replay(x[start:end], y, start, end, snapshot, rng)
+                try:  # gradients never outlive the update, even when it raises
+                    total.backward()
+                    stepped = self._step(closure, end)
+                finally:
+                    self.optimizer.zero_grad(set_to_none=True)
+                if stepped:
+                    self._update_loss_state(out, y, start, end)
+                    losses.append(loss.detach())
+                else:
+                    skipped += 1
+            outputs.append(out.detach())
+            self.states.detach()
+            state = detach_tree(new_state)
+            start = end
+        mean = torch.stack(losses).mean().item() if losses else float("nan")
+        return BatchResult(mean, torch.cat(outputs), len(losses), skipped)
+
+    def _step(self, closure, end: int) -> bool:
+        """One optimizer update; False if it was skipped for a non-finite gradient."""
+        if self.method == "fptt":  # FPTT checks the gradients itself, with the same policy
+            before = self.optimizer.skipped_steps
+            self.optimizer.step(closure) if closure is not None else self.optimizer.step()
+            return self.optimizer.skipped_steps == before
+        if not all_finite([p.grad for p in self._params]):
+            self._nonfinite(f"gradient at step {end}")
+            return False
+        if self.max_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(self._params, self.max_grad_norm, foreach=True)
+        self.optimizer.step()
+        return True
+
+    def _replay(self, x_win, y, start, end, snapshot, rng):
+        """Closure for FPTT "exact": the window's task loss at the updated weights,
+        from the same pre-window state and random numbers."""
+        module_states, state = snapshot
+
+        def closure():
+            self.states.set(module_states)
+            with torch.random.fork_rng(devices=[]):
+                torch.set_rng_state(rng)
+                out, _ = self._run(x_win, state)
+            return self._window_loss(out, y, start, end)
+
+        return closure
+
+    def _nonfinite(self, what: str) -> int:
+        msg = f"non-finite (NaN/Inf) {what}; the update is skipped and the weights and FPTT state are unchanged"
+        if self.nonfinite == "raise":
+            raise FloatingPointError(msg + "; lower the learning rate or set max_grad_norm (nonfinite='skip' skips)")
+        warnings.warn(msg, RuntimeWarning, stacklevel=3)
+        return 1
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-step outputs ``[T, B, ...]`` in eval mode, without building any graph."""
+        self._check(x, None)
+        self.model.eval()
+        self.states.reset()
+        out, _ = self._run(x, None)
+        return out
+
+    def state_dict(self) -> dict:
+        sd = {"optimizer": self.optimizer.state_dict()}
+        if self.loss_fn is not None:
+            sd["loss"] = self.loss_fn.state_dict()
+        return sd
+
+    def load_state_dict(self, sd: dict, T: int | None = None) -> None:
+        self.optimizer.load_state_dict(sd["optimizer"])
+        if "loss" in sd:
+            if T is None:
+                T = next(iter(sd["loss"].values())).shape[0] if sd["loss"] else 1
+            self._loss(T).load_state_dict(sd["loss"])

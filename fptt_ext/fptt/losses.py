@@ -1,0 +1,109 @@
+"""Per-step losses for online training (SPEC section 2, "Losses").
+
+* :class:`ClassificationLoss` - the target is known only at the end:
+  ``l_t = beta_t CE(y_hat_t, y) + (1 - beta_t) l_div,t`` with ``beta_t = t / T``
+  and ``l_div,t = -sum_j Q_t(j | y) log P_t(j)``, where ``Q_t(. | y)`` is a running
+  (exponential moving average) estimate of the model's predicted distribution
+  for class ``y`` at step ``t``, uniform at start.
+* :class:`PerStepLoss` - a target per step: ``l_t = loss(y_hat_t, y_t)``.
+* :class:`RegressionEndLoss` - ``l_t = (t / T) MSE(y_hat_t, y)`` (Add-task).
+
+Steps ``t`` are 1-based: at ``t = T`` the classification loss is plain CE.
+
+Example:
+    >>> import torch
+    >>> loss = ClassificationLoss(num_classes=3, T=4)
+    >>> logits, y = torch.zeros(2, 3), torch.tensor([0, 2])
+    >>> round(float(loss(logits, y, t=4)), 4)      # plain CE of uniform logits: log 3
+    1.0986
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["ClassificationLoss", "PerStepLoss", "RegressionEndLoss", "make_loss"]
+
+
+class ClassificationLoss(nn.Module):
+    """CE at ``t/T`` weight plus the divergence term towards ``Q_t(. | y)``."""
+
+    per_step_target = False
+
+    def __init__(self, num_classes: int, T: int, momentum: float = 0.9):
+        super().__init__()
+        if num_classes < 2 or T < 1:
+            raise ValueError(f"need num_classes >= 2 and T >= 1, got num_classes={num_classes}, T={T}")
+        self.num_classes, self.T, self.momentum = num_classes, T, momentum
+        self.register_buffer("Q", torch.full((T, num_classes, num_classes), 1.0 / num_classes))
+
+    def forward(self, logits: torch.Tensor, y: torch.Tensor, t: int) -> torch.Tensor:
+        beta_t = t / self.T
+        logp = F.log_softmax(logits, dim=-1)
+        ce = F.nll_loss(logp, y)
+        if beta_t >= 1.0:
+            return ce
+        q = self.Q[t - 1].to(logp.dtype)[y]  # (B, C): Q_t(. | y_b)
+        div = -(q * logp).sum(-1).mean()
+        return beta_t * ce + (1.0 - beta_t) * div
+
+    @torch.no_grad()
+    def update(self, logits: torch.Tensor, y: torch.Tensor, t: int) -> None:
+        """Move ``Q_t(. | y)`` towards the batch's mean predicted distribution per class."""
+        p = F.softmax(logits.float(), dim=-1)
+        sums = torch.zeros_like(self.Q[0]).index_add_(0, y, p)
+        counts = torch.bincount(y, minlength=self.num_classes).unsqueeze(1)
+        seen = counts.squeeze(1) > 0
+        mean = sums[seen] / counts[seen]
+        self.Q[t - 1, seen] = self.momentum * self.Q[t - 1, seen] + (1 - self.momentum) * mean
+
+
+class PerStepLoss(nn.Module):
+    """``l_t = fn(y_hat_t, y_t)``; ``fn`` defaults to cross-entropy for integer targets, else MSE."""
+
+    per_step_target = True
+
+    def __init__(self, fn=None):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, out: torch.Tensor, y_t: torch.Tensor, t: int) -> torch.Tensor:
+        if self.fn is not None:
+            return self.fn(out, y_t)
+        return F.cross_entropy(out, y_t) if not y_t.is_floating_point() else F.mse_loss(out, y_t)
+
+    def update(self, out, y, t):
+        pass
+
+
+class RegressionEndLoss(nn.Module):
+    """``l_t = (t / T) MSE(y_hat_t, y)`` for a target known at the end."""
+
+    per_step_target = False
+
+    def __init__(self, T: int):
+        super().__init__()
+        self.T = T
+
+    def forward(self, out: torch.Tensor, y: torch.Tensor, t: int) -> torch.Tensor:
+        return (t / self.T) * F.mse_loss(out.reshape(y.shape), y)
+
+    def update(self, out, y, t):
+        pass
+
+
+def make_loss(kind: str | nn.Module, T: int, num_classes: int | None = None) -> nn.Module:
+    """``"classification"``, ``"per_step"``, ``"regression_end"``, or a loss module as is."""
+    if isinstance(kind, nn.Module):
+        return kind
+    if kind == "classification":
+        if num_classes is None:
+            raise ValueError("loss='classification' needs num_classes=")
+        return ClassificationLoss(num_classes, T)
+    if kind == "per_step":
+        return PerStepLoss()
+    if kind == "regression_end":
+        return RegressionEndLoss(T)
+    raise ValueError(f"unknown loss {kind!r}; use 'classification', 'per_step', 'regression_end' or a module")

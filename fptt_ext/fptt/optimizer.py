@@ -1,0 +1,294 @@
+"""Forward Propagation Through Time (FPTT) as a wrapper around any torch optimizer.
+
+FPTT (Kag & Saligrama, 2021; Yin et al., 2023) trains recurrent / spiking
+networks online: each step's loss gets a dynamic regulariser that ties the
+weights ``W`` to a running estimate ``W_bar``, so that many cheap per-step
+updates behave like one update on the whole sequence.
+
+:class:`FPTT` does not replace your optimizer; it adds the regulariser
+(:meth:`FPTT.regularizer`) and, after the wrapped optimizer's step, updates
+its own per-parameter state with fused ``torch._foreach_*`` kernels.
+"""
+import math
+import warnings
+
+import torch
+
+__all__ = ["FPTT", "all_finite"]
+
+
+def all_finite(tensors) -> bool:
+    """True if no tensor in the list holds NaN/Inf (``None`` entries are ignored); one fused op."""
+    # The max-abs norm propagates NaN/Inf but, unlike the 2-norm, cannot overflow
+    # on large finite gradients (fp16), so it never reports a false positive.
+    tensors = [t for t in tensors if t is not None]
+    return not tensors or bool(torch.stack(torch._foreach_norm(tensors, ord=math.inf)).isfinite().all())
+
+_VARIANTS = ("practical", "exact")
+_NONFINITE = ("raise", "skip")
+
+
+class FPTT:
+    r"""Wrap ``optimizer`` with the FPTT dynamic regulariser and state updates.
+
+    Practical variant (default; the authors' released code)::
+
+        R(W)  = alpha/2 * sum ||W - W_bar||^2 - sum <W, lam>
+        optimizer.step()                              # on task_loss + R
+        lam   <- lam - alpha * (W - W_bar)
+        W_bar <- (1 - beta) * W_bar + beta * W - (beta / alpha) * lam
+
+    Exact variant (paper eq. 1a-1c; ``beta`` is unused)::
+
+        R(W)  = alpha/2 * sum ||W - W_bar - g / (2 alpha)||^2
+        optimizer.step()                              # on task_loss + R
+        g     <- grad of task_loss_t at the updated W (via ``closure``)
+        W_bar <- (W_bar + W) / 2 - g / (2 alpha)
+
+    ``g`` is 0 before the first step.  ``step(closure)`` is required for
+    "exact": ``closure()`` must recompute the step's task loss (same input,
+    same pre-step recurrent state, no regulariser, no ``backward``) and return
+    it with its graph.
+
+    Per-parameter state (``self.state[p]``): ``W_bar`` (initialised to a copy
+    of ``p``) and ``lam`` (zeros) for "practical"; ``W_bar`` and ``grad_prev``
+    (zeros) for "exact".
+
+    Args:
+        params: iterable of tensors or of dicts ``{'params', 'alpha', 'beta'}``
+            (a group may override ``alpha``/``beta``); only tensors with
+            ``requires_grad`` are tracked, and all must be in ``optimizer``.
+        optimizer: any ``torch.optim.Optimizer`` that steps without a closure.
+            LR schedulers take ``fptt.optimizer``.
+        alpha, beta: regulariser strength (> 0) and W_bar mixing (0, 1].
+        variant: "practical" or "exact".
+        max_grad_norm: if set, ``step()`` clips the total gradient norm of the
+            tracked parameters before the wrapped optimizer steps.
+        nonfinite: "raise" a ``FloatingPointError`` on NaN/Inf gradients, or
+            "skip" the whole step with a warning. State is never modified.
+
+    ``state_dict()`` returns references (like ``torch.optim``); deep-copy it
+    if you keep training and want a snapshot.
+
+    Example:
+        >>> import torch
+        >>> model = torch.nn.Linear(2, 1)
+        >>> fptt = FPTT(model.parameters(), torch.optim.SGD(model.parameters(), lr=0.1))
+        >>> loss = model(torch.ones(1, 2)).pow(2).sum() + fptt.regularizer()
+        >>> loss.backward(); fptt.step(); fptt.zero_grad()
+        >>> sorted(fptt.state[model.weight])
+        ['W_bar', 'lam']
+    """
+
+    def __init__(self, params, optimizer, alpha=0.1, beta=0.5, variant="practical",
+                 max_grad_norm=None, nonfinite="raise"):
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise TypeError(f"optimizer must be a torch.optim.Optimizer instance, got "
+                            f"{type(optimizer).__name__}; construct e.g. torch.optim.Adam(...) first.")
+        if variant not in _VARIANTS:
+            raise ValueError(f"variant must be one of {_VARIANTS}, got {variant!r}.")
+        if nonfinite not in _NONFINITE:
+            raise ValueError(f"nonfinite must be one of {_NONFINITE}, got {nonfinite!r}.")
+        if max_grad_norm is not None and not max_grad_norm > 0:
+            raise ValueError(f"max_grad_norm must be None or > 0, got {max_grad_norm!r}.")
+        if isinstance(params, torch.Tensor):
+            raise TypeError("params must be an iterable of tensors or of dicts, got a single "
+                            "Tensor; pass model.parameters() or [tensor].")
+        self.optimizer = optimizer
+        self.skipped_steps = 0  # steps skipped for a non-finite gradient (nonfinite="skip")
+        self.variant = variant
+        self.max_grad_norm = max_grad_norm
+        self.nonfinite = nonfinite
+        self._trace_key = "lam" if variant == "practical" else "grad_prev"
+
+        raw = list(params)
+        if raw and not isinstance(raw[0], dict):
+            raw = [{"params": raw}]
+        self.param_groups, seen = [], set()
+        for g in raw:
+            ps = g["params"]
+            ps = [ps] if isinstance(ps, torch.Tensor) else list(ps)
+            ps = [p for p in ps if p.requires_grad]
+            ids = {id(p) for p in ps}
+            if len(ids) != len(ps) or ids & seen:
+                raise ValueError("a parameter appears more than once in the FPTT parameters; "
+                                 "list each parameter once.")
+            seen |= ids
+            group = {"params": ps, "alpha": g.get("alpha", alpha), "beta": g.get("beta", beta)}
+            self._check_hparams(group)
+            self.param_groups.append(group)
+        if not seen:
+            raise ValueError("FPTT got no parameters with requires_grad=True; pass the "
+                             "model's trainable parameters.")
+        managed = {id(p) for g in optimizer.param_groups for p in g["params"]}
+        missing = len(seen - managed)
+        if missing:
+            raise ValueError(f"{missing} of {len(seen)} FPTT parameters are not managed by the "
+                             f"wrapped optimizer; build the optimizer from the same parameters.")
+
+        self.state = {}
+        for g in self.param_groups:
+            for p in g["params"]:
+                self.state[p] = {"W_bar": p.detach().clone(),
+                                 self._trace_key: torch.zeros_like(p, memory_format=torch.preserve_format)}
+        self._build_cache()
+
+    @staticmethod
+    def _check_hparams(group):
+        if not group["alpha"] > 0:
+            raise ValueError(f"alpha must be > 0, got {group['alpha']!r}.")
+        if not 0 < group["beta"] <= 1:
+            raise ValueError(f"beta must be in (0, 1], got {group['beta']!r}.")
+
+    def _build_cache(self):
+        # Lists are built once so step()/regularizer() only dispatch foreach kernels.
+        # foreach kernels reject empty lists, hence the filter.
+        self._cache = [(g, g["params"], [self.state[p]["W_bar"] for p in g["params"]],
+                        [self.state[p][self._trace_key] for p in g["params"]])
+                       for g in self.param_groups if g["params"]]
+        self._all_params = [p for _, ps, _, _ in self._cache for p in ps]
+
+    def regularizer(self):
+        """Return R(W), a scalar tensor with graph to the tracked parameters."""
+        # Both variants are alpha/2 * ||W - target||^2 (+ a W-independent constant):
+        # practical R = alpha/2 ||W - W_bar - lam/alpha||^2 + alpha/2 (||W_bar||^2 -
+        # ||W_bar + lam/alpha||^2). This needs only _foreach_sub/_foreach_norm, which
+        # have autograd support, instead of a per-tensor <W, lam> reduction loop.
+        # The constant can lose ~eps*||W_bar||^2 to cancellation; it affects the
+        # logged value only, never the gradient.
+        total = 0.0
+        for g, ps, w_bar, trace in self._cache:
+            a = g["alpha"]
+            with torch.no_grad():
+                shift = 1.0 / a if self.variant == "practical" else 0.5 / a
+                target = torch._foreach_add(w_bar, trace, alpha=shift)
+            sq = torch.stack(torch._foreach_norm(torch._foreach_sub(ps, target))).square().sum()
+            if self.variant == "practical":
+                with torch.no_grad():
+                    const = (torch.stack(torch._foreach_norm(w_bar)).square().sum()
+                             - torch.stack(torch._foreach_norm(target)).square().sum())
+                sq = sq + const
+            total = total + 0.5 * a * sq
+        return total
+
+    def _finite(self, grads):
+        return all_finite(grads)
+
+    def _nonfinite(self, what):
+        msg = (f"non-finite (NaN/Inf) {what}; FPTT step skipped, parameters, W_bar and "
+               f"{self._trace_key} unchanged. Lower the learning rate, set max_grad_norm, "
+               f"or check the loss.")
+        if self.nonfinite == "raise":
+            raise FloatingPointError(msg + " Pass nonfinite='skip' to skip such steps.")
+        warnings.warn(msg, RuntimeWarning, stacklevel=3)
+
+    def step(self, closure=None):
+        """Step the wrapped optimizer, then update the FPTT state.
+
+        Returns the closure's task loss (detached) for "exact", else None.
+        """
+        if self.variant == "exact" and closure is None:
+            raise ValueError("variant='exact' needs step(closure): closure() must recompute "
+                             "and return the step's task loss (with graph, no backward).")
+        if self.variant == "practical" and closure is not None:
+            raise ValueError("closure is only used by variant='exact'; call step() without it.")
+        if not self._finite([p.grad for p in self._all_params]):
+            self.skipped_steps += 1
+            self._nonfinite("gradient")
+            return None
+        if self.max_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(self._all_params, self.max_grad_norm, foreach=True)
+        self.optimizer.step()
+        return self._update_practical() if self.variant == "practical" else self._update_exact(closure)
+
+    @torch.no_grad()
+    def _update_practical(self):
+        for g, ps, w_bar, lam in self._cache:
+            a, b = g["alpha"], g["beta"]
+            torch._foreach_add_(lam, torch._foreach_sub(ps, w_bar), alpha=-a)
+            torch._foreach_lerp_(w_bar, ps, b)
+            torch._foreach_add_(w_bar, lam, alpha=-b / a)
+
+    def _update_exact(self, closure):
+        # backward() rather than autograd.grad(): under DistributedDataParallel only
+        # backward() runs the gradient all-reduce, which keeps W_bar equal on all ranks.
+        self.optimizer.zero_grad(set_to_none=True)
+        with torch.enable_grad():
+            loss = closure()
+            if not (isinstance(loss, torch.Tensor) and loss.requires_grad):
+                raise ValueError("closure() must return the task loss as a tensor with graph "
+                                 "to the parameters (do not compute it under torch.no_grad()).")
+            loss.backward()
+        grads = [p.grad for p in self._all_params]
+        if not self._finite(grads):
+            # The optimizer has already stepped; only the W_bar update is withheld.
+            self._nonfinite("gradient of closure() loss at the updated weights")
+            return loss.detach()
+        grads = [torch.zeros_like(p) if gr is None else gr for p, gr in zip(self._all_params, grads)]
+        self.optimizer.zero_grad(set_to_none=True)
+        with torch.no_grad():
+            i = 0
+            for g, ps, w_bar, g_prev in self._cache:
+                new = grads[i:i + len(ps)]
+                i += len(ps)
+                torch._foreach_copy_(g_prev, new)
+                torch._foreach_lerp_(w_bar, ps, 0.5)
+                torch._foreach_add_(w_bar, g_prev, alpha=-0.5 / g["alpha"])
+        return loss.detach()
+
+    def zero_grad(self, set_to_none=True):
+        self.optimizer.zero_grad(set_to_none=set_to_none)
+
+    @torch.no_grad()
+    def reset_running_estimate(self):
+        """Re-initialise W_bar to the current W and lam / grad_prev to 0 (e.g. new task)."""
+        for _, ps, w_bar, trace in self._cache:
+            torch._foreach_copy_(w_bar, ps)
+            torch._foreach_zero_(trace)
+
+    def state_dict(self):
+        """FPTT state indexed by parameter position, plus the wrapped optimizer's."""
+        index = {p: i for i, p in enumerate(p for g in self.param_groups for p in g["params"])}
+        groups = [{"alpha": g["alpha"], "beta": g["beta"], "params": [index[p] for p in g["params"]]}
+                  for g in self.param_groups]
+        state = {index[p]: dict(s) for p, s in self.state.items()}
+        return {"variant": self.variant, "state": state, "param_groups": groups,
+                "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state_dict):
+        """Load a dict from :meth:`state_dict` (tensors are copied into place)."""
+        if state_dict.get("variant") != self.variant:
+            raise ValueError(f"state_dict is for variant={state_dict.get('variant')!r}, but this "
+                             f"FPTT uses {self.variant!r}; construct FPTT with the same variant.")
+        groups = state_dict["param_groups"]
+        sizes = [len(g["params"]) for g in self.param_groups]
+        saved = [len(g["params"]) for g in groups]
+        if sizes != saved:
+            raise ValueError(f"parameter count per group mismatch: state_dict has {saved}, this "
+                             f"FPTT has {sizes}; build it from the same model/param groups.")
+        params = [p for g in self.param_groups for p in g["params"]]
+        if len(state_dict["state"]) != len(params):
+            raise ValueError(f"state_dict has state for {len(state_dict['state'])} parameters, "
+                             f"this FPTT tracks {len(params)}.")
+        for i, p in enumerate(params):
+            for key in ("W_bar", self._trace_key):
+                t = state_dict["state"][i][key]
+                if t.shape != p.shape:
+                    raise ValueError(f"shape mismatch for parameter {i} state {key!r}: state_dict "
+                                     f"has {tuple(t.shape)}, parameter is {tuple(p.shape)}.")
+        for sg in groups:
+            self._check_hparams(sg)
+        # Validation is done above so a bad dict leaves this object untouched.
+        self.optimizer.load_state_dict(state_dict["optimizer"])
+        for g, sg in zip(self.param_groups, groups):
+            g["alpha"], g["beta"] = sg["alpha"], sg["beta"]
+        with torch.no_grad():
+            for i, p in enumerate(params):
+                for key in ("W_bar", self._trace_key):
+                    self.state[p][key].copy_(state_dict["state"][i][key])
+        self._build_cache()
+
+    def __repr__(self):
+        hp = ", ".join(f"(alpha={g['alpha']}, beta={g['beta']}, n={len(g['params'])})"
+                       for g in self.param_groups)
+        return f"FPTT(variant={self.variant!r}, groups=[{hp}], optimizer={type(self.optimizer).__name__})"

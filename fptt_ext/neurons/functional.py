@@ -1,0 +1,117 @@
+"""Pure step functions of the neuron math, shared by every adapter.
+
+Both the snnTorch modules (:mod:`fptt_ext.neurons.snntorch`) and the
+SpikingJelly nodes (:mod:`fptt_ext.neurons.spikingjelly`) call these functions,
+so the two ecosystems give bit-identical results for identical weights.
+
+Adaptive spiking update (SPEC section 1), given the gate values
+``alpha`` (membrane update rate, "1/tau_m") and ``rho`` (adaptation decay)::
+
+    b_t     = rho * b_{t-1} + (1 - rho) * s_{t-1}
+    theta_t = b0 + beta_a * b_t
+    u_t     = u_{t-1} + alpha * (I_t - u_{t-1})
+    s_t     = H(u_t - theta_t)
+    u_t     = u_t * (1 - s_t)            # reset "zero" (u_rest = 0)
+
+LTC-SN computes ``alpha = σ(gate_m(I_t, u_{t-1}))`` and ``rho = σ(gate_adp(I_t, b_{t-1}))``;
+ALIF uses learned constants ``alpha = σ(p_m)``, ``rho = σ(p_adp)``.
+
+Example:
+    >>> import torch
+    >>> from fptt_ext.neurons.functional import alif_step
+    >>> zeros = torch.zeros(1, 2)
+    >>> spk, mem, b = alif_step(torch.tensor([[1.0, 0.05]]), zeros, zeros, zeros,
+    ...                         p_m=torch.zeros(2), p_adp=torch.zeros(2))
+    >>> spk, mem
+    (tensor([[1., 0.]]), tensor([[0.0000, 0.0250]]))
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from .surrogate import MultiGaussian
+
+__all__ = ["adaptive_step", "ltc_step", "alif_step", "li_step", "RESET_MECHANISMS"]
+
+RESET_MECHANISMS = ("zero", "subtract", "none")
+_DEFAULT_SPIKE = MultiGaussian()
+Gate = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def adaptive_step(
+    cur: torch.Tensor,
+    mem: torch.Tensor,
+    b: torch.Tensor,
+    spk: torch.Tensor,
+    alpha: torch.Tensor,
+    rho: torch.Tensor,
+    *,
+    b0: float | torch.Tensor = 0.1,
+    beta_a: float = 1.8,
+    spike_fn: Callable[[torch.Tensor], torch.Tensor] = _DEFAULT_SPIKE,
+    reset_mechanism: str = "zero",
+    detach_reset: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One step of the adaptive-threshold spiking neuron, gates given.
+
+    Returns ``(spk, mem, b)`` at step t. ``spk`` is the previous step's spike
+    on input and drives the adaptation, as in the papers' eq. 8c.
+    """
+    b = rho * b + (1.0 - rho) * spk
+    theta = b0 + beta_a * b
+    mem = mem + alpha * (cur - mem)
+    spk = spike_fn(mem - theta)
+    gate = spk.detach() if detach_reset else spk
+    if reset_mechanism == "zero":
+        mem = mem * (1.0 - gate)
+    elif reset_mechanism == "subtract":
+        mem = mem - gate * theta
+    elif reset_mechanism != "none":
+        raise ValueError(f"reset_mechanism must be one of {RESET_MECHANISMS}, got {reset_mechanism!r}")
+    return spk, mem, b
+
+
+def ltc_step(
+    cur: torch.Tensor,
+    mem: torch.Tensor,
+    b: torch.Tensor,
+    spk: torch.Tensor,
+    gate_m: Gate,
+    gate_adp: Gate,
+    **kwargs,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One LTC-SN step: the time constants are gates of the input and state.
+
+    ``gate_m(cur, mem)`` and ``gate_adp(cur, b)`` return pre-sigmoid values
+    (a :class:`~fptt_ext.neurons.gates.DenseGate`, ``ConvGate`` or
+    ``ConstantGate``); keyword arguments go to :func:`adaptive_step`.
+    """
+    alpha = torch.sigmoid(gate_m(cur, mem))
+    rho = torch.sigmoid(gate_adp(cur, b))
+    return adaptive_step(cur, mem, b, spk, alpha, rho, **kwargs)
+
+
+def alif_step(
+    cur: torch.Tensor,
+    mem: torch.Tensor,
+    b: torch.Tensor,
+    spk: torch.Tensor,
+    p_m: torch.Tensor,
+    p_adp: torch.Tensor,
+    **kwargs,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One ALIF step: ``alpha = σ(p_m)`` and ``rho = σ(p_adp)`` are learned constants."""
+    return adaptive_step(cur, mem, b, spk, torch.sigmoid(p_m), torch.sigmoid(p_adp), **kwargs)
+
+
+def li_step(cur: torch.Tensor, mem: torch.Tensor, gate_m: Gate) -> torch.Tensor:
+    """Leaky-integrator readout: ``o_t = o_{t-1} + σ(gate_m(I_t, o_{t-1})) * (I_t - o_{t-1})``.
+
+    >>> import torch
+    >>> li_step(torch.ones(1, 2), torch.zeros(1, 2), lambda x, h: torch.zeros(2))
+    tensor([[0.5000, 0.5000]])
+    """
+    return mem + torch.sigmoid(gate_m(cur, mem)) * (cur - mem)

@@ -1,0 +1,150 @@
+"""Gates that produce the pre-sigmoid time constants of the neurons.
+
+Every gate is a module called as ``gate(cur, state) -> logits``:
+
+* :class:`DenseGate` - ``Linear(2N -> N)`` on ``[I_t, state]`` (LTC-SN, dense form);
+* :class:`ConvGate` - ``BN(Conv3x3(I_t + state))``, C -> C, shape preserving (conv form);
+* :class:`ConstantGate` - a learned constant per neuron (per channel for conv
+  layers), which turns LTC-SN into ALIF.
+
+:class:`GatedNeuron` holds the bookkeeping both adapters share: building the
+gates (eagerly from ``size=`` or lazily from the first input), input checks,
+and the ``beta`` initialisation.
+
+Example:
+    >>> import torch
+    >>> gate = DenseGate(3)
+    >>> gate(torch.zeros(2, 3), torch.zeros(2, 3)).shape
+    torch.Size([2, 3])
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+__all__ = ["DenseGate", "ConvGate", "ConstantGate", "GatedNeuron", "logit"]
+
+
+def logit(p: float) -> float:
+    if not 0.0 < p < 1.0:
+        raise ValueError(f"expected a decay strictly between 0 and 1, got {p}")
+    return math.log(p / (1.0 - p))
+
+
+class DenseGate(nn.Linear):
+    """``Linear(2N -> N)`` applied to ``[cur, state]``; ``weight`` is ``(N, 2N)``."""
+
+    def __init__(self, n: int, **factory):
+        super().__init__(2 * n, n, **factory)
+
+    def forward(self, cur: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        return super().forward(torch.cat((cur, state), dim=-1))
+
+    def init_logit(self, value: float) -> None:
+        nn.init.constant_(self.bias, value)
+
+
+class ConvGate(nn.Module):
+    """``BN(Conv(cur + state))`` with a C -> C 3x3 convolution, padding 1."""
+
+    def __init__(self, channels: int, **factory):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1, bias=False, **factory)
+        self.bn = nn.BatchNorm2d(channels, **factory)
+
+    def forward(self, cur: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        return self.bn(self.conv(cur + state))
+
+    def init_logit(self, value: float) -> None:
+        nn.init.constant_(self.bn.bias, value)
+
+
+class ConstantGate(nn.Module):
+    """A learned constant logit ``p`` of the given shape; ignores its inputs."""
+
+    def __init__(self, shape: tuple[int, ...], value: float = 0.0, **factory):
+        super().__init__()
+        self.p = nn.Parameter(torch.full(shape, float(value), **factory))
+
+    def forward(self, cur: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        return self.p
+
+    def init_logit(self, value: float) -> None:
+        nn.init.constant_(self.p, value)
+
+
+# Initial decays of constant gates: tau_m = 20 and tau_adp = 200 steps, the
+# ASRNN initialisation of Yin et al. (2021).
+DEFAULT_DECAY = {"gate_m": math.exp(-1 / 20), "gate_adp": math.exp(-1 / 200)}
+
+
+class GatedNeuron:
+    """Mixin: owns the gates ``gate_m`` (and ``gate_adp``) of a neuron module.
+
+    ``decays`` maps each gate name to the initial decay it should produce
+    (membrane: ``1 - alpha``; adaptation: ``rho``), or ``None`` for the
+    framework's default initialisation of a liquid gate.
+    """
+
+    def _setup_gates(self, size, conv, liquid: dict, decays: dict, trainable: dict) -> None:
+        if size is not None and (not isinstance(size, int) or size <= 0):
+            raise ValueError(f"size must be a positive int (number of neurons or channels), got {size!r}")
+        if conv is not None and size is None:
+            raise ValueError("conv= needs size= too; leave both unset to infer them from the first input")
+        self._gate_cfg = dict(liquid=liquid, decays=decays, trainable=trainable)
+        self.size, self.conv = size, conv
+        for name in liquid:
+            setattr(self, name, None)
+        if size is not None:
+            self._build_gates(size, bool(conv), {})
+
+    def _build_gates(self, size: int, conv: bool, factory: dict) -> None:
+        cfg = self._gate_cfg
+        for name, liquid in cfg["liquid"].items():
+            if liquid:
+                gate = ConvGate(size, **factory) if conv else DenseGate(size, **factory)
+            else:
+                gate = ConstantGate((size, 1, 1) if conv else (size,), **factory)
+            decay = cfg["decays"][name]
+            if decay is None and not liquid:
+                decay = DEFAULT_DECAY[name]
+            if decay is not None:
+                # the membrane gate gives the update rate alpha = 1 - decay
+                gate.init_logit(logit(1.0 - decay) if name == "gate_m" else logit(decay))
+            gate.requires_grad_(cfg["trainable"][name])
+            setattr(self, name, gate)
+        self.size, self.conv = size, conv
+
+    def _check_input(self, x: torch.Tensor, values: torch.Tensor | None = None) -> None:
+        """Validate ``x`` of shape ``(B, N)`` or ``(B, C, H, W)``; build gates on first use.
+
+        ``values`` (default ``x``) is what is checked for NaN/Inf: the whole
+        ``[T, B, ...]`` sequence in multi-step mode."""
+        who = type(self).__name__
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"{who} expects a torch.Tensor input current, got {type(x).__name__}")
+        if not x.is_floating_point():
+            raise TypeError(
+                f"{who} expects a floating-point input current (float32/float64), got dtype {x.dtype}; "
+                "convert it with x.float()"
+            )
+        if x.dim() not in (2, 4):
+            raise ValueError(
+                f"{who} expects input of shape (batch, neurons) or (batch, channels, height, width), "
+                f"got shape {tuple(x.shape)}"
+            )
+        conv = x.dim() == 4
+        if self.size is None:
+            self._build_gates(x.shape[1], conv, {"dtype": x.dtype, "device": x.device})
+        elif x.shape[1] != self.size or conv != self.conv:
+            expected = f"(batch, {self.size}, H, W)" if self.conv else f"(batch, {self.size})"
+            raise ValueError(
+                f"{who} was built for input of shape {expected} (from its size or first call), "
+                f"got shape {tuple(x.shape)}; use one neuron module per layer"
+            )
+        values = x if values is None else values
+        if not torch.isfinite(values).all():
+            raise ValueError(f"{who} received a non-finite (NaN or Inf) input current of shape {tuple(values.shape)}")
