@@ -20,7 +20,7 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-import _ddp_worker as worker  # noqa: E402
+import _ddp_worker as worker
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKER = Path(worker.__file__).resolve()
@@ -55,7 +55,11 @@ def ranks(tmp_path_factory):
 @pytest.mark.parametrize("variant", ["practical", "exact"])
 def test_ranks_agree_and_match_single_process(ranks, variant):
     r0, r1 = ranks[0][variant], ranks[1][variant]
-    ref = worker.train(variant)  # no DDP, whole batch
+    threads = torch.get_num_threads()
+    try:
+        ref = worker.train(variant)  # no DDP, whole batch (sets one thread, like the workers)
+    finally:
+        torch.set_num_threads(threads)
     trace = "lam" if variant == "practical" else "grad_prev"
     assert set(r0["state"]) == set(ref["state"])
     for name, s0 in r0["state"].items():

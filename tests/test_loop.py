@@ -8,6 +8,7 @@ new process; bad input and non-finite losses.
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import subprocess
@@ -27,10 +28,19 @@ from fptt_ext.fptt import FPTT, ClassificationLoss, SequenceTrainer, StatefulMod
 from fptt_ext.spikingjelly import LTCNode
 
 sys.path.insert(0, str(Path(__file__).parent))
-import _resume_worker as resume_worker  # noqa: E402
+import _resume_worker as resume_worker
 
 ROOT = Path(__file__).resolve().parents[1]
 T, B, N_IN, HIDDEN, C = 8, 12, 4, 16, 3
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny ops: one intra-op thread is faster, and far steadier on a busy 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def _data(T=T, B=B, dtype=torch.float32, seed=0):
@@ -122,10 +132,10 @@ def test_window_ends():
     for Tn in range(1, 30):
         for K in range(1, Tn + 1):
             ends = window_ends(Tn, "fptt", K=K)
-            assert len(ends) == K and ends[-1] == Tn and all(a < b for a, b in zip(ends, ends[1:]))
+            assert len(ends) == K and ends[-1] == Tn and all(a < b for a, b in itertools.pairwise(ends))
             lengths = [e - s for s, e in zip([0] + ends, ends)]
             assert max(lengths) - min(lengths) <= 1  # windows as equal as possible
-    for bad in [dict(method="fptt", K=0), dict(method="fptt", K=6), dict(method="tbptt", k=0), dict(method="rtrl")]:
+    for bad in [{"method": "fptt", "K": 0}, {"method": "fptt", "K": 6}, {"method": "tbptt", "k": 0}, {"method": "rtrl"}]:
         with pytest.raises(ValueError):
             window_ends(5, **bad)
 
@@ -137,9 +147,9 @@ def test_one_update_per_window_with_window_inputs(method, kw):
     ends = window_ends(T, method, **kw)
     for net in (ltc_net(torch.float32), sj_net()):
         calls, steps = [], []
-        net[0].register_forward_pre_hook(lambda m, args: calls.append(args[0].shape[0]))
+        net[0].register_forward_pre_hook(lambda m, args, calls=calls: calls.append(args[0].shape[0]))
         opt = torch.optim.SGD(net.parameters(), lr=0.01)
-        opt.register_step_pre_hook(lambda o, a, k: steps.append(1))
+        opt.register_step_pre_hook(lambda o, a, k, steps=steps: steps.append(1))
         trainer = SequenceTrainer(net, opt, method=method, loss="classification", num_classes=C, **kw)
         result = trainer.train_batch(x, y)
         assert result.updates == len(steps) == len(ends) and result.skipped == 0
@@ -464,15 +474,11 @@ def test_exact_variant_continues_from_the_windows_forward():
 
 def test_resume_in_new_process(tmp_path):
     ckpt, out = tmp_path / "ckpt.pt", tmp_path / "resumed.pt"
-    threads = torch.get_num_threads()
-    try:
-        first = resume_worker.save(ckpt)
-        uninterrupted = resume_worker.run()
-    finally:
-        torch.set_num_threads(threads)
+    first = resume_worker.save(ckpt)  # (sets one thread, as does the module fixture)
+    uninterrupted = resume_worker.run()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.run([sys.executable, resume_worker.__file__, str(ckpt), str(out)], env=env,
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     resumed = torch.load(out, weights_only=True)
     assert first + resumed["losses"] == uninterrupted["losses"]

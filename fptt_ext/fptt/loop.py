@@ -198,7 +198,9 @@ class SequenceTrainer:
                     closure = self._replay(x[start:end], y, start, end, snapshot, rng)
                 try:  # gradients never outlive the update, even when it raises
                     total.backward()
+                    post = self.states.get()  # the "exact" replay overwrites module-held state ...
                     stepped = self._step(closure, end)
+                    self.states.set(post)  # ... continue from this window's forward, as explicit state does
                 finally:
                     self.optimizer.zero_grad(set_to_none=True)
                 if stepped:
