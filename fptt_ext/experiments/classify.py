@@ -62,6 +62,21 @@ def evaluate_classifier(trainer: SequenceTrainer, x: torch.Tensor, y: torch.Tens
     return 100.0 * correct / max(len(y), 1)
 
 
+def _check_weights(model: torch.nn.Module, state: dict, what: str) -> None:
+    """Raise a one-line ``ValueError`` (not torch's multi-line ``RuntimeError``) if ``state``
+    does not fit ``model``: missing or unexpected keys, or tensors of another shape."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
+              if k in state and state[k].shape != v.shape]
+    if missing or unexpected or shapes:
+        parts = [f"{label}: {', '.join(items[:3])}{', ...' if len(items) > 3 else ''}"
+                 for label, items in (("missing keys", missing), ("unexpected keys", unexpected),
+                                      ("shapes saved vs expected", shapes)) if items]
+        raise ValueError(f"{what} ({'; '.join(parts)})")
+
+
 def _save_checkpoint(path: Path, payload: dict) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save(payload, tmp)
@@ -90,8 +105,8 @@ def train_classifier(*, dataset: str = "fashion-mnist", encoding: str = "rate", 
     out.mkdir(parents=True, exist_ok=True)
     config = {"dataset": dataset, "encoding": encoding, "T": T, "method": method, "K": K, "k": k, "neuron": neuron,
               "hidden": list(hidden), "epochs": epochs, "batch_size": batch_size, "optimizer": optimizer, "lr": lr,
-              "lr_step": lr_step, "alpha": alpha, "beta": beta, "seed": seed, "limit_test": limit_test}
-    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+              "lr_step": lr_step, "lr_gamma": lr_gamma, "alpha": alpha, "beta": beta, "seed": seed,
+              "limit_train": limit_train, "limit_test": limit_test}
     x_train, y_train = _dataset(dataset, "train", limit_train)
     x_test, y_test = _dataset(dataset, "test", limit_test)
     n_in = encode(encoding, x_train[:1], T).shape[-1]
@@ -107,19 +122,23 @@ def train_classifier(*, dataset: str = "fashion-mnist", encoding: str = "rate", 
     epoch, batch, step, history = 0, 0, 0, []
     if resume and ckpt_path.exists():
         ck = torch.load(ckpt_path, weights_only=True)
+        _check_weights(model, ck["model"], f"cannot resume: {ckpt_path} was written by a different network "
+                                           f"than the one asked for (use the run's original flags, or another --out)")
         model.load_state_dict(ck["model"])
         trainer.load_state_dict(ck["trainer"], T=T)
         if sched is not None:
             sched.load_state_dict(ck["scheduler"])
         torch.set_rng_state(ck["rng"])
         epoch, batch, step = ck["epoch"], ck["batch"], ck["step"]
-        history = [json.loads(line) for line in metrics_path.read_text().splitlines()][:step]
+        history = [json.loads(line) for line in metrics_path.read_text().splitlines()][:ck["lines"]]
+    # written after a resumed checkpoint was accepted, so a refused resume leaves the run's config alone
+    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     metrics_path.write_text("".join(json.dumps(h) + "\n" for h in history))
 
     def checkpoint(ep, b):
         _save_checkpoint(ckpt_path, {"model": model.state_dict(), "trainer": trainer.state_dict(),
                                      "scheduler": sched.state_dict() if sched else {}, "rng": torch.get_rng_state(),
-                                     "epoch": ep, "batch": b, "step": step})
+                                     "epoch": ep, "batch": b, "step": step, "lines": len(history)})
 
     n_batches = (len(y_train) + batch_size - 1) // batch_size
     t_data = t_compute = 0.0
@@ -161,7 +180,6 @@ def train_classifier(*, dataset: str = "fashion-mnist", encoding: str = "rate", 
             history.append(rec)
             log.write(json.dumps(rec) + "\n")
             log.flush()
-            step += 1  # the test record counts as a line of the log
             checkpoint(epoch, 0)
             if progress:
                 print(f"epoch {epoch}: test accuracy {test_acc:.2f}% on {len(y_test)} images")
@@ -212,10 +230,12 @@ def evaluate_run(run_dir: str | os.PathLike, limit: int | None = None) -> dict:
     x, y = _dataset(cfg["dataset"], "test", limit if limit is not None else cfg.get("limit_test"))
     n_in = encode(cfg["encoding"], x[:1], cfg["T"]).shape[-1]
     model = OSTLNet(n_in=n_in, hidden=tuple(cfg["hidden"]), n_out=10, neuron=cfg["neuron"])
-    missing, unexpected = model.load_state_dict(load_file(str(weights)), strict=False)
-    if missing or unexpected:
-        raise ValueError(f"{weights} does not match the network of {cfg_path}: missing keys {missing}, "
-                         f"unexpected keys {unexpected}")
+    try:
+        state = load_file(str(weights))
+    except Exception as err:  # safetensors raises its own error type for a damaged file
+        raise ValueError(f"{weights} is unreadable ({type(err).__name__}: {err})") from err
+    _check_weights(model, state, f"{weights} does not match the network of {cfg_path}")
+    model.load_state_dict(state)
     trainer = SequenceTrainer(model, torch.optim.SGD(model.parameters(), lr=0.0), method="bptt",
                               loss="classification", num_classes=10)
     return {"test_accuracy": evaluate_classifier(trainer, x, y, cfg["encoding"], cfg["T"]), "n": len(y)}

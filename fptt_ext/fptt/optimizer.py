@@ -150,26 +150,7 @@ class FPTT:
 
     def regularizer(self):
         """Return R(W), a scalar tensor with graph to the tracked parameters."""
-        # Both variants are alpha/2 * ||W - target||^2 (+ a W-independent constant):
-        # practical R = alpha/2 ||W - W_bar - lam/alpha||^2 + alpha/2 (||W_bar||^2 -
-        # ||W_bar + lam/alpha||^2). This needs only _foreach_sub/_foreach_norm, which
-        # have autograd support, instead of a per-tensor <W, lam> reduction loop.
-        # The constant can lose ~eps*||W_bar||^2 to cancellation; it affects the
-        # logged value only, never the gradient.
-        total = 0.0
-        for g, ps, w_bar, trace in self._cache:
-            a = g["alpha"]
-            with torch.no_grad():
-                shift = 1.0 / a if self.variant == "practical" else 0.5 / a
-                target = torch._foreach_add(w_bar, trace, alpha=shift)
-            sq = torch.stack(torch._foreach_norm(torch._foreach_sub(ps, target))).square().sum()
-            if self.variant == "practical":
-                with torch.no_grad():
-                    const = (torch.stack(torch._foreach_norm(w_bar)).square().sum()
-                             - torch.stack(torch._foreach_norm(target)).square().sum())
-                sq = sq + const
-            total = total + 0.5 * a * sq
-        return total
+        return _Regularizer.apply(self, *self._all_params)
 
     def _finite(self, grads):
         return all_finite(grads)
@@ -292,3 +273,42 @@ class FPTT:
         hp = ", ".join(f"(alpha={g['alpha']}, beta={g['beta']}, n={len(g['params'])})"
                        for g in self.param_groups)
         return f"FPTT(variant={self.variant!r}, groups=[{hp}], optimizer={type(self.optimizer).__name__})"
+
+
+class _Regularizer(torch.autograd.Function):
+    """R(W) with its analytic gradient, so autograd records one node instead of a chain
+    of norm/stack/square backward kernels.
+
+    Both variants are ``alpha/2 ||W - target||^2`` plus a W-independent constant:
+    practical ``target = W_bar + lam/alpha``, constant ``alpha/2 (||W_bar||^2 -
+    ||target||^2)`` (so that the value is ``alpha/2 ||W - W_bar||^2 - <W, lam>``);
+    exact ``target = W_bar + g/(2 alpha)``, no constant. The gradient is
+    ``alpha (W - target)``. There is no multi-tensor dot product, hence the
+    completed square; its constant can lose ~eps*||W_bar||^2 to cancellation, which
+    affects the value only, never the gradient.
+    """
+
+    @staticmethod
+    def forward(ctx, fptt, *params):
+        total = params[0].new_zeros(())
+        diffs = []
+        for g, ps, w_bar, trace in fptt._cache:
+            a = g["alpha"]
+            target = torch._foreach_add(w_bar, trace, alpha=(1.0 if fptt.variant == "practical" else 0.5) / a)
+            d = torch._foreach_sub(ps, target)
+            sq = torch.stack(torch._foreach_norm(d)).square().sum()
+            if fptt.variant == "practical":
+                sq = sq + (torch.stack(torch._foreach_norm(w_bar)).square().sum()
+                           - torch.stack(torch._foreach_norm(target)).square().sum())
+            total = total + 0.5 * a * sq
+            diffs.append((a, d))
+        ctx.diffs = diffs
+        return total
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        grads = []
+        for a, d in ctx.diffs:
+            grads += torch._foreach_mul(d, grad_out * a)
+        ctx.diffs = None
+        return (None, *grads)

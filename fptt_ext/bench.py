@@ -1,0 +1,51 @@
+"""Measurements of the training methods: memory saved for backward per update.
+
+:func:`saved_bytes_per_update` runs one training sequence under
+``torch.autograd.graph.saved_tensors_hooks`` and reports the bytes of the tensors
+autograd saves for backward, per update. It is deterministic (no timing, no
+allocator noise), so it can be asserted in tests: FPTT (K = T) saves the same
+bytes per update whatever T is; BPTT saves bytes proportional to T.
+
+Example:
+    >>> a = saved_bytes_per_update("fptt", T=5, batch_size=2, hidden=(8,))
+    >>> b = saved_bytes_per_update("fptt", T=10, batch_size=2, hidden=(8,))
+    >>> a["bytes_per_update"] == b["bytes_per_update"], a["updates"], b["updates"]
+    (True, 5, 10)
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .fptt.loop import SequenceTrainer
+from .zoo.ostl import OSTLNet
+
+__all__ = ["saved_bytes_per_update", "saved_bytes_table"]
+
+
+def saved_bytes_per_update(method: str, T: int, *, batch_size: int = 16, hidden: tuple[int, ...] = (256, 256),
+                           n_in: int = 784, k: int = 1, K: int | None = None, seed: int = 0) -> dict:
+    """Bytes saved for backward per update when training the R-MNIST network on one
+    random spike sequence ``[T, batch_size, n_in]`` with ``method`` ("fptt", "bptt", "tbptt")."""
+    torch.manual_seed(seed)
+    model = OSTLNet(n_in=n_in, hidden=hidden, n_out=10)
+    trainer = SequenceTrainer(model, torch.optim.SGD(model.parameters(), lr=1e-3), method=method, K=K, k=k,
+                              loss="classification", num_classes=10)
+    x = (torch.rand(T, batch_size, n_in) < 0.2).float()
+    y = torch.randint(0, 10, (batch_size,))
+    total = 0
+
+    def pack(t: torch.Tensor):
+        nonlocal total
+        total += t.numel() * t.element_size()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        result = trainer.train_batch(x, y)
+    return {"method": method, "T": T, "updates": result.updates, "bytes_total": total,
+            "bytes_per_update": total // result.updates}
+
+
+def saved_bytes_table(Ts=(20, 100, 500, 1000), methods=("fptt", "bptt"), **kwargs) -> list[dict]:
+    """:func:`saved_bytes_per_update` for every method and T."""
+    return [saved_bytes_per_update(m, T, **kwargs) for m in methods for T in Ts]

@@ -1,0 +1,287 @@
+"""`fptt-ext train` / `fptt-ext eval` end to end, on tiny budgets of the real mnist5k images.
+
+The reference run (module fixture, through the command line) trains 2 epochs of 4 batches
+(200 images, batch 50, T = 2, 16 hidden units) and tests on 100 images after each epoch; the
+resume tests rebuild it from interrupted runs and must match it bit for bit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from fptt_ext.cli import main
+from fptt_ext.data import images
+from fptt_ext.experiments import classify
+from fptt_ext.experiments.classify import evaluate_run, train_classifier
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = {"dataset": "mnist5k", "encoding": "rate", "T": 2, "hidden": (16,), "batch_size": 50, "epochs": 2,
+        "limit_train": 200, "limit_test": 100, "seed": 0, "checkpoint_every": 1000, "progress": False}
+TINY_ARGS = ["--dataset", "mnist5k", "--encoding", "rate", "--T", "2", "--hidden", "16", "--batch-size", "50",
+             "--epochs", "2", "--limit-train", "200", "--limit-test", "100", "--seed", "0",
+             "--checkpoint-every", "1000", "--no-progress"]
+N_TRAIN_RECORDS, N_TEST_RECORDS = 8, 2
+
+
+def _metrics(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def _weights(run: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(run / "model.safetensors"))
+
+
+def _assert_same_run(run: Path, ref: Path) -> None:
+    assert _metrics(run) == _metrics(ref)  # every loss, accuracy, lr and test accuracy, exactly
+    a, b = _weights(run), _weights(ref)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    sa, sb = (json.loads((r / "summary.json").read_text()) for r in (run, ref))
+    assert sa["test_acc"] == sb["test_acc"] and sa["batches"] == sb["batches"]
+
+
+def _one_line_error(err: str) -> str:
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("fptt-ext")
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The uninterrupted tiny run, through `fptt-ext train`: (run dir, exit code, stdout)."""
+    run = tmp_path_factory.mktemp("reference")
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(["train", *TINY_ARGS, "--out", str(run)])
+    return run, code, out.getvalue()
+
+
+# ------------------------------------------------------------------------- train: files
+def test_train_writes_all_files(reference):
+    run, code, stdout = reference
+    assert code == 0
+    for name in ("metrics.jsonl", "checkpoint.pt", "model.safetensors", "curves.png", "summary.json", "config.json"):
+        assert (run / name).is_file() and (run / name).stat().st_size > 0, name
+    assert not list(run.glob("*.tmp"))
+
+    records = _metrics(run)  # each line is one JSON object
+    train = [r for r in records if "loss" in r]
+    tests = [r for r in records if "test_acc" in r]
+    assert len(train) == N_TRAIN_RECORDS and len(tests) == N_TEST_RECORDS
+    # a train record's step is its line number; a test record repeats the step of the batch before it
+    assert [r["step"] for r in train] == [1, 2, 3, 4, 5, 6, 7, 8] and [r["step"] for r in tests] == [4, 8]
+    assert ["loss" in r for r in records] == [True] * 4 + [False] + [True] * 4 + [False]
+    for r in train:
+        assert r.keys() >= {"step", "epoch", "batch", "loss", "train_acc", "lr"}
+        assert 0 < r["loss"] < 10 and 0 <= r["train_acc"] <= 100 and r["lr"] == 3e-3
+    assert [(r["epoch"], r["batch"]) for r in train] == [(e, b) for e in range(2) for b in range(4)]
+    assert [r["epoch"] for r in tests] == [1, 2] and all(0 <= r["test_acc"] <= 100 for r in tests)
+    assert train[-1]["loss"] < train[0]["loss"]  # it learns something
+
+    ck = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert (ck["epoch"], ck["batch"]) == (2, 0)
+    final = _weights(run)
+    assert ck["model"].keys() == final.keys()
+    assert all(torch.equal(ck["model"][k], final[k]) for k in final)
+    assert final["0.weight"].shape == (16, 784)  # 784 rate-coded pixels -> 16 hidden
+
+    assert (run / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["dataset"] == "mnist5k" and cfg["T"] == 2 and cfg["hidden"] == [16] and cfg["limit_test"] == 100
+    assert cfg["limit_train"] == 200
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["test_acc"] == tests[-1]["test_acc"] and summary["test_n"] == 100
+    assert summary["batches"] == N_TRAIN_RECORDS
+    assert f"test accuracy: {summary['test_acc']:.2f}% on 100 mnist5k test images" in stdout
+
+
+# ------------------------------------------------------------------------- eval
+def test_eval_reproduces_logged_accuracy(reference, capsys):
+    run = reference[0]
+    summary = json.loads((run / "summary.json").read_text())
+    r = evaluate_run(run)
+    assert r == {"test_accuracy": summary["test_acc"], "n": 100}
+    assert 10 < r["test_accuracy"] < 100  # a real score, not a constant (100 test images, all 10 classes)
+    assert main(["eval", str(run)]) == 0
+    assert f"test accuracy: {summary['test_acc']:.2f}% on 100 images" in capsys.readouterr().out
+    assert evaluate_run(run, limit=20)["n"] == 20
+
+
+def _copy_run(run: Path, dst: Path) -> Path:
+    shutil.copytree(run, dst)
+    return dst
+
+
+@pytest.mark.parametrize("change", ["hidden", "neuron", "depth"])
+def test_eval_mismatched_weights(reference, tmp_path, capsys, change):
+    run = _copy_run(reference[0], tmp_path / "run")
+    cfg = json.loads((run / "config.json").read_text())
+    cfg.update({"hidden": {"hidden": [17], "depth": [16, 16]}.get(change, cfg["hidden"]),
+                "neuron": "alif" if change == "neuron" else cfg["neuron"]})
+    (run / "config.json").write_text(json.dumps(cfg))
+    assert main(["eval", str(run)]) == 2
+    line = _one_line_error(capsys.readouterr().err)
+    assert "does not match" in line and "model.safetensors" in line
+
+
+def test_eval_missing_or_broken_run(tmp_path, reference, capsys):
+    assert main(["eval", str(tmp_path / "nowhere")]) == 2
+    assert "config.json is missing" in _one_line_error(capsys.readouterr().err)
+    run = _copy_run(reference[0], tmp_path / "run")
+    (run / "model.safetensors").write_bytes(b"garbage")
+    assert main(["eval", str(run)]) == 2
+    assert "unreadable" in _one_line_error(capsys.readouterr().err)
+
+
+# ------------------------------------------------------------------------- train: bad input
+@pytest.mark.parametrize("extra, message", [
+    (["--dataset", "cifar10"], "invalid choice: 'cifar10'"),
+    (["--T", "0"], "T must be a positive integer"),
+    (["--T", "-4"], "T must be a positive integer"),
+    (["--batch-size", "0"], "batch size must be positive"),
+    (["--hidden", "0"], "expected an integer >= 1"),
+    (["--method", "rtrl"], "unknown method 'rtrl'"),
+    (["--limit-train", "zero"], "expected an integer"),
+])
+def test_train_bad_input(tmp_path, capsys, extra, message):
+    assert main(["train", *TINY_ARGS, "--out", str(tmp_path / "run"), *extra]) == 2
+    assert message in _one_line_error(capsys.readouterr().err)
+
+
+@pytest.fixture
+def no_system_data(monkeypatch, tmp_path):
+    empty = tmp_path / "system"
+    empty.mkdir()
+    monkeypatch.setattr(images, "SYSTEM_DATA_DIR", empty)
+    monkeypatch.setenv("FPTT_EXT_CACHE", str(tmp_path / "cache"))
+    return empty
+
+
+def test_train_missing_dataset(tmp_path, monkeypatch, capsys, no_system_data):
+    data = tmp_path / "data"
+    data.mkdir()
+    monkeypatch.setenv("FPTT_EXT_DATA", str(data))
+    args = ["train", "--dataset", "fashion-mnist", "--T", "2", "--hidden", "16", "--no-progress",
+            "--out", str(tmp_path / "run")]
+    assert main(args) == 2
+    line = _one_line_error(capsys.readouterr().err)
+    assert "fashion-mnist not found" in line and str(data) in line and str(no_system_data) in line
+    assert "dataset-fashion-mnist" in line
+
+
+DEBIAN = Path("/usr/share/datasets/fashion-mnist")
+
+
+@pytest.mark.skipif(not (DEBIAN / "t10k-labels-idx1-ubyte.gz").is_file(), reason="dataset-fashion-mnist missing")
+@pytest.mark.parametrize("damage", ["truncated-gzip", "bad-idx-header"])
+def test_train_corrupted_dataset(tmp_path, monkeypatch, capsys, no_system_data, damage):
+    data = tmp_path / "data" / "fashion-mnist"
+    data.mkdir(parents=True)
+    for gz in DEBIAN.glob("*.gz"):
+        (data / gz.name).symlink_to(gz)
+    bad = data / "t10k-labels-idx1-ubyte.gz"
+    raw = bad.read_bytes()
+    bad.unlink()
+    if damage == "truncated-gzip":
+        bad.write_bytes(raw[: len(raw) // 2])
+    else:
+        labels = gzip.decompress(raw)
+        bad.write_bytes(gzip.compress(b"\x00\x00\x08\x01\x00\x00\x03\xe8" + labels[8:]))  # says 1000 labels
+    monkeypatch.setenv("FPTT_EXT_DATA", str(tmp_path / "data"))
+    args = ["train", "--dataset", "fashion-mnist", "--T", "2", "--hidden", "16", "--limit-train", "50",
+            "--limit-test", "50", "--no-progress", "--out", str(tmp_path / "run")]
+    assert main(args) == 2
+    line = _one_line_error(capsys.readouterr().err)
+    assert "corrupted" in line and str(data) in line
+
+
+# ------------------------------------------------------------------------- resume
+def test_stop_and_resume_equals_uninterrupted(reference, tmp_path):
+    run = tmp_path / "run"
+    assert train_classifier(**TINY, out_dir=run, stop_after=3) == {"stopped_at_step": 3}  # mid-epoch
+    assert len(_metrics(run)) == 3 and not (run / "model.safetensors").exists()
+    ck = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert (ck["epoch"], ck["batch"], ck["step"]) == (0, 3, 3)
+
+    assert train_classifier(**TINY, out_dir=run, stop_after=1, resume=True) == {"stopped_at_step": 4}
+    ck = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert (ck["epoch"], ck["batch"]) == (0, 4)  # the last batch of the epoch, before its test
+
+    train_classifier(**TINY, out_dir=run, resume=True)
+    _assert_same_run(run, reference[0])
+
+
+def test_resume_from_every_checkpoint_after_a_kill(reference, tmp_path, monkeypatch):
+    """Checkpoint after every batch and keep each file; then pretend the process was killed right
+    after each checkpoint, with the log already holding lines written after it (they are dropped
+    and redone)."""
+    run = tmp_path / "full"
+    kept = {}
+    save = classify._save_checkpoint
+
+    def keep(path, payload):
+        save(path, payload)
+        kept[payload["lines"]] = tmp_path / f"ckpt-{payload['lines']}.pt"
+        shutil.copy(path, kept[payload["lines"]])
+
+    monkeypatch.setattr(classify, "_save_checkpoint", keep)
+    train_classifier(**{**TINY, "checkpoint_every": 1}, out_dir=run)
+    monkeypatch.setattr(classify, "_save_checkpoint", save)
+    _assert_same_run(run, reference[0])  # checkpointing does not change the run
+    # keyed by log lines: 4 = last batch of epoch 0, before its test; 5 = after the test (epoch boundary)
+    assert {4, 5, 7, 10} <= kept.keys()
+    boundary = torch.load(kept[5], weights_only=True)
+    assert (boundary["epoch"], boundary["batch"]) == (1, 0)
+
+    for step in (2, 5):  # (stopping mid-epoch and before an epoch's test: test above)
+        again = tmp_path / f"resume-{step}"
+        again.mkdir()
+        shutil.copy(run / "metrics.jsonl", again / "metrics.jsonl")  # the full log: written past the checkpoint
+        shutil.copy(kept[step], again / "checkpoint.pt")
+        train_classifier(**TINY, out_dir=again, resume=True)
+        _assert_same_run(again, reference[0])
+
+
+def test_resume_in_a_new_process(reference, tmp_path):
+    run = tmp_path / "run"
+    train_classifier(**TINY, out_dir=run, stop_after=6)  # epoch 1, batch 1: after the first test
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.run([sys.executable, "-m", "fptt_ext", "train", *TINY_ARGS, "--out", str(run), "--resume"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "test accuracy" in proc.stdout
+    _assert_same_run(run, reference[0])
+
+
+def test_resume_with_other_network_is_refused(reference, tmp_path, capsys):
+    run = _copy_run(reference[0], tmp_path / "run")
+    config = (run / "config.json").read_text()
+    assert main(["train", *TINY_ARGS, "--hidden", "32", "--out", str(run), "--resume"]) == 2
+    line = _one_line_error(capsys.readouterr().err)
+    assert "cannot resume" in line and "checkpoint.pt" in line
+    assert (run / "config.json").read_text() == config  # the run is left as it was
+
+
+# ------------------------------------------------------------------------- determinism
+def test_same_seed_same_run_other_seed_differs(reference, tmp_path):
+    train_classifier(**TINY, out_dir=tmp_path / "same")
+    _assert_same_run(tmp_path / "same", reference[0])
+    train_classifier(**{**TINY, "seed": 1, "epochs": 1}, out_dir=tmp_path / "other")
+    a, b = _metrics(tmp_path / "other"), _metrics(reference[0])
+    assert [r.get("loss") for r in a] != [r.get("loss") for r in b]
+    assert not torch.equal(_weights(tmp_path / "other")["0.weight"], _weights(reference[0])["0.weight"])
