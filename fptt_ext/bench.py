@@ -26,24 +26,35 @@ __all__ = ["saved_bytes_per_update", "saved_bytes_table"]
 def saved_bytes_per_update(method: str, T: int, *, batch_size: int = 16, hidden: tuple[int, ...] = (256, 256),
                            n_in: int = 784, k: int = 1, K: int | None = None, seed: int = 0) -> dict:
     """Bytes saved for backward per update when training the R-MNIST network on one
-    random spike sequence ``[T, batch_size, n_in]`` with ``method`` ("fptt", "bptt", "tbptt")."""
+    random spike sequence ``[T, batch_size, n_in]`` with ``method`` ("fptt", "bptt", "tbptt").
+
+    ``bytes_per_update`` is the largest count of any update (the memory one update needs);
+    ``bytes_total`` sums all updates of the sequence."""
     torch.manual_seed(seed)
     model = OSTLNet(n_in=n_in, hidden=hidden, n_out=10)
     trainer = SequenceTrainer(model, torch.optim.SGD(model.parameters(), lr=1e-3), method=method, K=K, k=k,
                               loss="classification", num_classes=10)
     x = (torch.rand(T, batch_size, n_in) < 0.2).float()
     y = torch.randint(0, 10, (batch_size,))
-    total = 0
+    saved, per_update = [0], []
 
     def pack(t: torch.Tensor):
-        nonlocal total
-        total += t.numel() * t.element_size()
+        saved[0] += t.numel() * t.element_size()
         return t
 
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        result = trainer.train_batch(x, y)
-    return {"method": method, "T": T, "updates": result.updates, "bytes_total": total,
-            "bytes_per_update": total // result.updates}
+    def update_boundary(*_):  # the optimizer steps once per window: close its count
+        per_update.append(saved[0])
+        saved[0] = 0
+
+    torch_optimizer = getattr(trainer.optimizer, "optimizer", trainer.optimizer)  # FPTT wraps one
+    handle = torch_optimizer.register_step_pre_hook(update_boundary)
+    try:
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            result = trainer.train_batch(x, y)
+    finally:
+        handle.remove()
+    return {"method": method, "T": T, "updates": result.updates, "bytes_total": sum(per_update),
+            "bytes_per_update": max(per_update)}
 
 
 def saved_bytes_table(Ts=(20, 100, 500, 1000), methods=("fptt", "bptt"), **kwargs) -> list[dict]:

@@ -121,6 +121,7 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
     from .data.encodings import ENCODINGS
     from .experiments.classify import DATASETS, OPTIMIZERS
 
+    p.add_argument("--model", default="ostl_rmnist", help="zoo classifier (default ostl_rmnist; see `fptt-ext zoo list`)")
     p.add_argument("--dataset", choices=sorted(DATASETS), default="fashion-mnist")
     p.add_argument("--encoding", choices=sorted(ENCODINGS), default="rate")
     p.add_argument("--T", type=int, default=20, help="time steps per image (default 20)")
@@ -158,7 +159,7 @@ def _train_run(args: argparse.Namespace) -> int:
 
     _set_threads(args.threads)
     method, k = _parse_method(args.method)
-    s = train_classifier(dataset=args.dataset, encoding=args.encoding, T=args.T, method=method, K=args.K, k=k,
+    s = train_classifier(model_name=args.model, dataset=args.dataset, encoding=args.encoding, T=args.T, method=method, K=args.K, k=k,
                          neuron=args.neuron, hidden=tuple(args.hidden), epochs=args.epochs,
                          batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr, lr_step=args.lr_step,
                          alpha=args.alpha, beta=args.beta, seed=args.seed, out_dir=args.out,
@@ -213,6 +214,32 @@ def _bench_run(args: argparse.Namespace) -> int:
 
 register_command("bench", "measurements (saved-bytes: autograd memory per update, FPTT vs BPTT)",
                  _bench_arguments, _bench_run)
+
+
+# ---------------------------------------------------------------------------------- zoo
+def _zoo_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("action", choices=("list", "show"), help="list the models, or show one model's card")
+    p.add_argument("name", nargs="?", default=None, help="model name (for show) or a pattern (for list)")
+
+
+def _zoo_run(args: argparse.Namespace) -> int:
+    import json
+
+    from .zoo import list_models, model_card
+
+    if args.action == "list":
+        for name in list_models(args.name or "*"):
+            card = model_card(name)
+            weights = "checkpoint" if card.get("checkpoint") else "no checkpoint"
+            print(f"{name:16} {card['dataset']:14} T={card['T']!s:5} {weights}")
+        return 0
+    if args.name is None:
+        raise ValueError("zoo show needs a model name; see `fptt-ext zoo list`")
+    print(json.dumps(model_card(args.name), indent=2))
+    return 0
+
+
+register_command("zoo", "list the model zoo or show a model card", _zoo_arguments, _zoo_run)
 
 
 # ---------------------------------------------------------------------------------- main

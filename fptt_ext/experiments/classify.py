@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from ..data.encodings import encode
 from ..data.images import fashion_mnist, mnist, mnist5k
 from ..fptt.loop import SequenceTrainer
-from ..zoo.ostl import OSTLNet
+from ..zoo import create_model, model_card
 
 __all__ = ["train_classifier", "evaluate_classifier", "evaluate_run", "DATASETS", "OPTIMIZERS"]
 
@@ -83,7 +83,7 @@ def _save_checkpoint(path: Path, payload: dict) -> None:
     os.replace(tmp, path)  # atomic: a crash never leaves a half-written checkpoint
 
 
-def train_classifier(*, dataset: str = "fashion-mnist", encoding: str = "rate", T: int = 20, method: str = "fptt",
+def train_classifier(*, model_name: str = "ostl_rmnist", dataset: str = "fashion-mnist", encoding: str = "rate", T: int = 20, method: str = "fptt",
                      K: int | None = None, k: int = 1, neuron: str = "ltc", hidden: tuple[int, ...] = (256, 256),
                      epochs: int = 1, batch_size: int = 128, optimizer: str = "adam", lr: float = 3e-3,
                      lr_step: int | None = None, lr_gamma: float = 0.5, alpha: float = 0.1, beta: float = 0.5,
@@ -101,9 +101,11 @@ def train_classifier(*, dataset: str = "fashion-mnist", encoding: str = "rate", 
         raise ValueError(f"batch size must be positive, got {batch_size}")
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {sorted(OPTIMIZERS)}")
+    if model_card(model_name)["task"] != "classification":
+        raise ValueError(f"{model_name} is not an image classifier; see `fptt-ext zoo list`")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    config = {"dataset": dataset, "encoding": encoding, "T": T, "method": method, "K": K, "k": k, "neuron": neuron,
+    config = {"model": model_name, "dataset": dataset, "encoding": encoding, "T": T, "method": method, "K": K, "k": k, "neuron": neuron,
               "hidden": list(hidden), "epochs": epochs, "batch_size": batch_size, "optimizer": optimizer, "lr": lr,
               "lr_step": lr_step, "lr_gamma": lr_gamma, "alpha": alpha, "beta": beta, "seed": seed,
               "limit_train": limit_train, "limit_test": limit_test}
@@ -112,7 +114,7 @@ def train_classifier(*, dataset: str = "fashion-mnist", encoding: str = "rate", 
     n_in = encode(encoding, x_train[:1], T).shape[-1]
 
     torch.manual_seed(seed)
-    model = OSTLNet(n_in=n_in, hidden=tuple(hidden), n_out=10, neuron=neuron)
+    model = create_model(model_name, neuron=neuron, n_in=n_in, hidden=tuple(hidden))
     # foreach=True: torch.optim only picks the multi-tensor kernels by itself on GPUs
     opt = OPTIMIZERS[optimizer](model.parameters(), lr=lr, foreach=True)
     sched = torch.optim.lr_scheduler.StepLR(opt, lr_step, lr_gamma) if lr_step else None
@@ -229,7 +231,7 @@ def evaluate_run(run_dir: str | os.PathLike, limit: int | None = None) -> dict:
     cfg = json.loads(cfg_path.read_text())
     x, y = _dataset(cfg["dataset"], "test", limit if limit is not None else cfg.get("limit_test"))
     n_in = encode(cfg["encoding"], x[:1], cfg["T"]).shape[-1]
-    model = OSTLNet(n_in=n_in, hidden=tuple(cfg["hidden"]), n_out=10, neuron=cfg["neuron"])
+    model = create_model(cfg.get("model", "ostl_rmnist"), neuron=cfg["neuron"], n_in=n_in, hidden=tuple(cfg["hidden"]))
     try:
         state = load_file(str(weights))
     except Exception as err:  # safetensors raises its own error type for a damaged file

@@ -291,7 +291,7 @@ class _Regularizer(torch.autograd.Function):
     @staticmethod
     def forward(ctx, fptt, *params):
         total = params[0].new_zeros(())
-        diffs = []
+        diffs, ctx.groups = [], []
         for g, ps, w_bar, trace in fptt._cache:
             a = g["alpha"]
             target = torch._foreach_add(w_bar, trace, alpha=(1.0 if fptt.variant == "practical" else 0.5) / a)
@@ -301,14 +301,15 @@ class _Regularizer(torch.autograd.Function):
                 sq = sq + (torch.stack(torch._foreach_norm(w_bar)).square().sum()
                            - torch.stack(torch._foreach_norm(target)).square().sum())
             total = total + 0.5 * a * sq
-            diffs.append((a, d))
-        ctx.diffs = diffs
+            diffs += d
+            ctx.groups.append((a, len(d)))
+        ctx.save_for_backward(*diffs)  # (so saved-tensor hooks see this memory too)
         return total
 
     @staticmethod
     def backward(ctx, grad_out):
-        grads = []
-        for a, d in ctx.diffs:
-            grads += torch._foreach_mul(d, grad_out * a)
-        ctx.diffs = None
+        grads, diffs, i = [], ctx.saved_tensors, 0
+        for a, n in ctx.groups:
+            grads += torch._foreach_mul(list(diffs[i:i + n]), grad_out * a)
+            i += n
         return (None, *grads)

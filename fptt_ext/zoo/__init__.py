@@ -1,5 +1,11 @@
-"""Model zoo: the papers' network architectures (``srnn``: recurrent spiking nets).
+"""Model zoo: the papers' networks behind a timm-style registry.
 
-A registry (``create_model``, model cards) will live here; for now import the
-builders from their modules, e.g. ``from fptt_ext.zoo.srnn import addtask_model``.
+>>> from fptt_ext.zoo import create_model, list_models
+>>> list_models("srnn_*")
+['srnn_addtask']
 """
+
+from . import models  # noqa: F401  (registers the entries)
+from .registry import CheckpointError, create_model, list_models, load_pretrained, model_card, register_model
+
+__all__ = ["create_model", "list_models", "model_card", "register_model", "load_pretrained", "CheckpointError"]

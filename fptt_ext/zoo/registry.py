@@ -1,0 +1,120 @@
+"""A timm-style registry of the papers' networks, with model cards and offline checkpoints.
+
+Each entry is a constructor registered with :func:`register_model` plus a card:
+task, dataset, encoding, T, the paper's accuracy, ours, the command that trains it,
+and, where one is published, the checkpoint file in ``zoo/`` with its SHA-256.
+Checkpoints are safetensors (no pickled code); loading checks the hash and the
+parameter names and shapes before touching the model.
+
+Example:
+    >>> "ostl_rmnist" in list_models()
+    True
+    >>> model_card("ostl_rmnist")["dataset"]
+    'fashion-mnist'
+    >>> create_model("ostl_rmnist")(torch.zeros(2, 784)).shape
+    torch.Size([2, 10])
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+__all__ = ["register_model", "create_model", "list_models", "model_card", "load_pretrained", "zoo_dir",
+           "CheckpointError"]
+
+_REGISTRY: dict[str, tuple[Callable[..., nn.Module], dict]] = {}
+CARD_FIELDS = ("task", "dataset", "encoding", "T", "paper_test_accuracy", "test_accuracy", "train_command",
+               "checkpoint", "sha256")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, corrupted, or made for another architecture."""
+
+
+def zoo_dir() -> Path:
+    """Where checkpoints and cards live: ``FPTT_EXT_ZOO`` or the repository's ``zoo/`` folder."""
+    return Path(os.environ.get("FPTT_EXT_ZOO", Path(__file__).resolve().parents[2] / "zoo"))
+
+
+def register_model(name: str, **card):
+    """Decorator: register ``fn(**kwargs) -> nn.Module`` under ``name`` with its card."""
+    unknown = set(card) - set(CARD_FIELDS) - {"description", "paper_metric"}
+    if unknown:
+        raise ValueError(f"unknown card fields {sorted(unknown)}")
+
+    def wrap(fn):
+        _REGISTRY[name] = (fn, {"name": name, **{f: None for f in CARD_FIELDS}, **card})
+        return fn
+
+    return wrap
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """Registered model names matching a shell-style ``pattern``."""
+    return sorted(n for n in _REGISTRY if fnmatch.fnmatch(n, pattern))
+
+
+def _entry(name: str):
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown model {name!r}; available: {', '.join(list_models())}")
+    return _REGISTRY[name]
+
+
+def model_card(name: str) -> dict:
+    """The card of ``name``, merged with ``zoo/<name>.json`` when a checkpoint is published."""
+    card = dict(_entry(name)[1])
+    path = zoo_dir() / f"{name}.json"
+    if path.is_file():
+        card.update(json.loads(path.read_text()))
+    return card
+
+
+def create_model(name: str, pretrained: bool = False, **kwargs) -> nn.Module:
+    """Build ``name``; ``pretrained=True`` loads its published checkpoint (offline, hash checked)."""
+    fn, _ = _entry(name)
+    model = fn(**kwargs)
+    if pretrained:
+        load_pretrained(model, name)
+    return model
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def load_pretrained(model: nn.Module, name: str) -> nn.Module:
+    """Load ``zoo/<name>.safetensors`` into ``model`` after checking its SHA-256 and keys."""
+    from safetensors.torch import load_file
+
+    card = model_card(name)
+    if not card.get("checkpoint"):
+        raise CheckpointError(f"{name} has no published checkpoint yet; train one with: {card['train_command']}")
+    path = zoo_dir() / card["checkpoint"]
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} for {name} is missing; expected it next to {name}.json "
+                              f"(set FPTT_EXT_ZOO to the folder that holds it)")
+    digest = _sha256(path)
+    if digest != card["sha256"]:
+        raise CheckpointError(f"checkpoint {path} has SHA-256 {digest}, but the card says {card['sha256']}: "
+                              "the file is corrupted or was replaced; restore it from the repository")
+    state = load_file(str(path))
+    own = model.state_dict()
+    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    shapes = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if missing or unexpected or shapes:
+        raise CheckpointError(f"checkpoint {path} does not match this {name} architecture: missing keys "
+                              f"{missing}, unexpected keys {unexpected}, different shapes {shapes}")
+    model.load_state_dict(state)
+    return model
