@@ -13,6 +13,15 @@ from .neurons.surrogate import MultiGaussian, multi_gaussian
 
 __version__ = "0.1.0"
 __all__ = [
-    "LTC", "ALIF", "LI", "RecurrentSpiking", "MultiGaussian", "multi_gaussian", "surrogate",
-    "FPTT", "SequenceTrainer", "StatefulModules", "__version__",
+    "ALIF",
+    "FPTT",
+    "LI",
+    "LTC",
+    "MultiGaussian",
+    "RecurrentSpiking",
+    "SequenceTrainer",
+    "StatefulModules",
+    "__version__",
+    "multi_gaussian",
+    "surrogate",
 ]

@@ -2,4 +2,4 @@
 
 from .neurons.spikingjelly import ALIFNode, LINode, LTCNode
 
-__all__ = ["LTCNode", "ALIFNode", "LINode"]
+__all__ = ["ALIFNode", "LINode", "LTCNode"]

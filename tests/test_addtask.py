@@ -22,14 +22,6 @@ ROOT = Path(__file__).resolve().parents[1]
 SMALL = {"batch_size": 4, "hidden": 16, "progress": False}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny nets: one thread is faster and avoids oversubscribing shared cores.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 # ------------------------------------------------------------------------------ data
 @pytest.mark.parametrize("T", [2, 3, 51, 200])

@@ -23,9 +23,6 @@ from fptt_ext.data.events import (
 )
 from fptt_ext.data.images import DatasetNotFoundError
 
-torch.set_num_threads(1)
-
-
 # ---------------------------------------------------------------- DVS-Gesture
 
 

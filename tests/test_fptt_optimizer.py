@@ -35,7 +35,7 @@ def run_fptt(model, fptt, data):
         if fptt.variant == "exact":
             loss = task_loss(model, x, y) + fptt.regularizer()
             loss.backward()
-            fptt.step(lambda: task_loss(model, x, y))
+            fptt.step(lambda: task_loss(model, x, y))  # noqa: B023 (called at once)
         else:
             (task_loss(model, x, y) + fptt.regularizer()).backward()
             fptt.step()

@@ -34,14 +34,6 @@ ROOT = Path(__file__).resolve().parents[1]
 T, B, N_IN, HIDDEN, C = 8, 12, 4, 16, 3
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny ops: one intra-op thread is faster, and far steadier on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def _data(T=T, B=B, dtype=torch.float32, seed=0):
     """Classes separable from every step's input."""

@@ -28,14 +28,6 @@ B0, BETA_A = 0.1, 1.8
 ADAPTERS = ("snntorch", "spikingjelly")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """Tiny models: one intra-op thread is faster and immune to CPU contention."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 # ----------------------------------------------------------------------------
 # Reference math (SPEC section 1), independent of the package

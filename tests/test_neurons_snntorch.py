@@ -19,14 +19,6 @@ import fptt_ext
 T = 10
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """Tiny models: one intra-op thread is faster and immune to CPU contention."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def _toy_vectors(seed=0, n=24, features=10, classes=3):
     g = torch.Generator().manual_seed(seed)

@@ -27,14 +27,6 @@ CASES = [
 IDS = [c[0] for c in CASES]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """Tiny models: one intra-op thread is faster and immune to CPU contention."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def _memories(node):
     return {k: v for k, v in node.named_memories()} if hasattr(node, "named_memories") else dict(node._memories)

@@ -9,8 +9,6 @@ from PIL import Image
 from fptt_ext.data.images import DatasetNotFoundError
 from fptt_ext.data.voc import VOC_CLASSES, voc_collate, voc_detection
 
-torch.set_num_threads(1)
-
 
 def _xml(filename, size, objects):
     w, h = size

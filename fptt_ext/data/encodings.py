@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from snntorch import spikegen
 
-__all__ = ["static", "rate", "sequential", "permutation", "permuted", "ENCODINGS", "encode"]
+__all__ = ["ENCODINGS", "encode", "permutation", "permuted", "rate", "sequential", "static"]
 
 
 def _check(x: torch.Tensor, T: int | None = None) -> None:

@@ -33,7 +33,7 @@ import torch
 from torch.utils.data import TensorDataset
 from torchvision.datasets import MNIST, FashionMNIST
 
-__all__ = ["fashion_mnist", "mnist", "mnist5k", "find_dataset_root", "DatasetNotFoundError"]
+__all__ = ["DatasetNotFoundError", "fashion_mnist", "find_dataset_root", "mnist", "mnist5k"]
 
 _TORCHVISION = {"fashion-mnist": FashionMNIST, "mnist": MNIST}
 _HOW_TO_GET = {

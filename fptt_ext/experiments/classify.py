@@ -31,7 +31,7 @@ from ..data.images import fashion_mnist, mnist, mnist5k
 from ..fptt.loop import SequenceTrainer
 from ..zoo import create_model, model_card
 
-__all__ = ["train_classifier", "evaluate_classifier", "evaluate_run", "DATASETS", "OPTIMIZERS"]
+__all__ = ["DATASETS", "OPTIMIZERS", "evaluate_classifier", "evaluate_run", "train_classifier"]
 
 DATASETS = {"fashion-mnist": fashion_mnist, "mnist": mnist, "mnist5k": mnist5k}
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamax": torch.optim.Adamax, "adagrad": torch.optim.Adagrad,

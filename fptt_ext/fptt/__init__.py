@@ -6,6 +6,14 @@ from .optimizer import FPTT
 from .state import StatefulModules, detach_tree, register_state_handler
 
 __all__ = [
-    "FPTT", "SequenceTrainer", "BatchResult", "window_ends", "ClassificationLoss", "PerStepLoss",
-    "RegressionEndLoss", "StatefulModules", "detach_tree", "register_state_handler",
+    "FPTT",
+    "BatchResult",
+    "ClassificationLoss",
+    "PerStepLoss",
+    "RegressionEndLoss",
+    "SequenceTrainer",
+    "StatefulModules",
+    "detach_tree",
+    "register_state_handler",
+    "window_ends",
 ]

@@ -48,7 +48,7 @@ from .losses import make_loss
 from .optimizer import FPTT, all_finite
 from .state import StatefulModules, detach_tree
 
-__all__ = ["SequenceTrainer", "BatchResult", "window_ends", "METHODS"]
+__all__ = ["METHODS", "BatchResult", "SequenceTrainer", "window_ends"]
 
 METHODS = ("fptt", "bptt", "tbptt")
 

@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["StateHandler", "register_state_handler", "StatefulModules", "detach_tree"]
+__all__ = ["StateHandler", "StatefulModules", "detach_tree", "register_state_handler"]
 
 
 class StateHandler:

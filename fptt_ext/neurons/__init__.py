@@ -6,6 +6,16 @@ from .snntorch import ALIF, LI, LTC
 from .surrogate import MultiGaussian, multi_gaussian
 
 __all__ = [
-    "LTC", "ALIF", "LI", "ltc_step", "alif_step", "li_step", "adaptive_step",
-    "DenseGate", "ConvGate", "ConstantGate", "MultiGaussian", "multi_gaussian",
+    "ALIF",
+    "LI",
+    "LTC",
+    "ConstantGate",
+    "ConvGate",
+    "DenseGate",
+    "MultiGaussian",
+    "adaptive_step",
+    "alif_step",
+    "li_step",
+    "ltc_step",
+    "multi_gaussian",
 ]

@@ -28,13 +28,13 @@ Example:
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
 from .surrogate import MultiGaussian
 
-__all__ = ["adaptive_step", "ltc_step", "alif_step", "li_step", "RESET_MECHANISMS"]
+__all__ = ["RESET_MECHANISMS", "adaptive_step", "alif_step", "li_step", "ltc_step"]
 
 RESET_MECHANISMS = ("zero", "subtract", "none")
 _DEFAULT_SPIKE = MultiGaussian()

@@ -25,7 +25,7 @@ import math
 import torch
 from torch import nn
 
-__all__ = ["DenseGate", "ConvGate", "ConstantGate", "GatedNeuron", "logit"]
+__all__ = ["ConstantGate", "ConvGate", "DenseGate", "GatedNeuron", "logit"]
 
 
 def logit(p: float) -> float:
@@ -94,7 +94,7 @@ class GatedNeuron:
             raise ValueError(f"size must be a positive int (number of neurons or channels), got {size!r}")
         if conv is not None and size is None:
             raise ValueError("conv= needs size= too; leave both unset to infer them from the first input")
-        self._gate_cfg = dict(liquid=liquid, decays=decays, trainable=trainable)
+        self._gate_cfg = {"liquid": liquid, "decays": decays, "trainable": trainable}
         self.size, self.conv = size, conv
         for name in liquid:
             setattr(self, name, None)

@@ -17,14 +17,14 @@ Example - the snnTorch tutorial network with ``snn.Leaky`` swapped out:
 
 from __future__ import annotations
 
-import torch
 import snntorch as snn
+import torch
 
 from .functional import li_step, ltc_step
 from .gates import GatedNeuron
 from .surrogate import MultiGaussian
 
-__all__ = ["LTC", "ALIF", "LI"]
+__all__ = ["ALIF", "LI", "LTC"]
 
 
 class _self_or_all_instances:

@@ -30,7 +30,7 @@ from .functional import li_step, ltc_step
 from .gates import GatedNeuron
 from .surrogate import MultiGaussian
 
-__all__ = ["LTCNode", "ALIFNode", "LINode"]
+__all__ = ["ALIFNode", "LINode", "LTCNode"]
 
 
 def _materialize(states: tuple, x: torch.Tensor) -> tuple:

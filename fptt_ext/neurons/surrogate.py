@@ -50,7 +50,7 @@ class MultiGaussianSpike(torch.autograd.Function):
     """Heaviside ``x >= 0`` forward (the papers' eq. 4), multi-Gaussian backward."""
 
     @staticmethod
-    def forward(ctx, x, sigma, h, s, gamma):  # noqa: D401 - autograd signature
+    def forward(ctx, x, sigma, h, s, gamma):
         ctx.save_for_backward(x)
         ctx.params = (sigma, h, s, gamma)
         return (x >= 0).to(x.dtype)

@@ -8,4 +8,4 @@
 from . import models  # noqa: F401  (registers the entries)
 from .registry import CheckpointError, create_model, list_models, load_pretrained, model_card, register_model
 
-__all__ = ["create_model", "list_models", "model_card", "register_model", "load_pretrained", "CheckpointError"]
+__all__ = ["CheckpointError", "create_model", "list_models", "load_pretrained", "model_card", "register_model"]

@@ -21,14 +21,20 @@ import fnmatch
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
-import torch
 from torch import nn
 
-__all__ = ["register_model", "create_model", "list_models", "model_card", "load_pretrained", "zoo_dir",
-           "CheckpointError"]
+__all__ = [
+    "CheckpointError",
+    "create_model",
+    "list_models",
+    "load_pretrained",
+    "model_card",
+    "register_model",
+    "zoo_dir",
+]
 
 _REGISTRY: dict[str, tuple[Callable[..., nn.Module], dict]] = {}
 CARD_FIELDS = ("task", "dataset", "encoding", "T", "paper_test_accuracy", "test_accuracy", "train_command",
