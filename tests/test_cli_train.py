@@ -261,7 +261,8 @@ def test_resume_in_a_new_process(reference, tmp_path):
     run = tmp_path / "run"
     train_classifier(**TINY, out_dir=run, stop_after=6)  # epoch 1, batch 1: after the first test
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.run([sys.executable, "-m", "fptt_ext", "train", *TINY_ARGS, "--out", str(run), "--resume"],
+    proc = subprocess.run([sys.executable, "-m", "fptt_ext", "train", *TINY_ARGS, "--out", str(run), "--resume",
+                           "--threads", "1"],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr
     assert "test accuracy" in proc.stdout

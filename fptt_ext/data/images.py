@@ -33,7 +33,8 @@ import torch
 from torch.utils.data import TensorDataset
 from torchvision.datasets import MNIST, FashionMNIST
 
-__all__ = ["DatasetNotFoundError", "fashion_mnist", "find_dataset_root", "mnist", "mnist5k"]
+__all__ = ["IMAGE_DATASETS", "DatasetNotFoundError", "fashion_mnist", "find_dataset_root", "image_split", "mnist",
+           "mnist5k"]
 
 _TORCHVISION = {"fashion-mnist": FashionMNIST, "mnist": MNIST}
 _HOW_TO_GET = {
@@ -183,3 +184,14 @@ def _mnist5k_all() -> tuple[torch.Tensor, torch.Tensor]:
     x = torch.as_tensor(x, dtype=torch.float32).reshape(-1, 1, 28, 28).div_(255.0)
     y = torch.as_tensor(y, dtype=torch.long)
     return x, y
+
+
+IMAGE_DATASETS = {"fashion-mnist": fashion_mnist, "mnist": mnist, "mnist5k": mnist5k}
+
+
+def image_split(name: str, split: str, limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(images, labels)`` of a split of a dataset named in :data:`IMAGE_DATASETS`, the first ``limit`` only."""
+    if name not in IMAGE_DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; choose one of {sorted(IMAGE_DATASETS)}")
+    x, y = IMAGE_DATASETS[name](split).tensors
+    return (x[:limit], y[:limit]) if limit else (x, y)

@@ -27,39 +27,17 @@ from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from ..data.encodings import encode
-from ..data.images import fashion_mnist, mnist, mnist5k
+from ..data.images import IMAGE_DATASETS, image_split
 from ..fptt.loop import SequenceTrainer
-from ..zoo import create_model, model_card
+from ..zoo import accuracy, create_model, model_card
 
-__all__ = ["DATASETS", "OPTIMIZERS", "evaluate_classifier", "evaluate_run", "train_classifier"]
+__all__ = ["DATASETS", "OPTIMIZERS", "evaluate_run", "train_classifier"]
 
-DATASETS = {"fashion-mnist": fashion_mnist, "mnist": mnist, "mnist5k": mnist5k}
+DATASETS = IMAGE_DATASETS
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamax": torch.optim.Adamax, "adagrad": torch.optim.Adagrad,
               "sgd": torch.optim.SGD}
 
 
-def _dataset(name: str, split: str, limit: int | None):
-    if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; choose one of {sorted(DATASETS)}")
-    x, y = DATASETS[name](split).tensors
-    return (x[:limit], y[:limit]) if limit else (x, y)
-
-
-@torch.no_grad()
-def evaluate_classifier(trainer: SequenceTrainer, x: torch.Tensor, y: torch.Tensor, encoding: str, T: int,
-                        batch_size: int = 500, seed: int = 0) -> float:
-    """Test accuracy in percent, from the prediction at the last time step.
-
-    Stochastic encodings (Poisson rate coding) draw from a fixed seed here, in a
-    forked RNG, so the same weights always score the same and training's RNG
-    stream is untouched."""
-    correct = 0
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        for i in range(0, len(y), batch_size):
-            out = trainer.predict(encode(encoding, x[i:i + batch_size], T))
-            correct += (out[-1].argmax(-1) == y[i:i + batch_size]).sum().item()
-    return 100.0 * correct / max(len(y), 1)
 
 
 def _check_weights(model: torch.nn.Module, state: dict, what: str) -> None:
@@ -109,8 +87,8 @@ def train_classifier(*, model_name: str = "ostl_rmnist", dataset: str = "fashion
               "hidden": list(hidden), "epochs": epochs, "batch_size": batch_size, "optimizer": optimizer, "lr": lr,
               "lr_step": lr_step, "lr_gamma": lr_gamma, "alpha": alpha, "beta": beta, "seed": seed,
               "limit_train": limit_train, "limit_test": limit_test}
-    x_train, y_train = _dataset(dataset, "train", limit_train)
-    x_test, y_test = _dataset(dataset, "test", limit_test)
+    x_train, y_train = image_split(dataset, "train", limit_train)
+    x_test, y_test = image_split(dataset, "test", limit_test)
     n_in = encode(encoding, x_train[:1], T).shape[-1]
 
     torch.manual_seed(seed)
@@ -177,7 +155,7 @@ def train_classifier(*, model_name: str = "ostl_rmnist", dataset: str = "fashion
             epoch, batch = epoch + 1, 0
             if sched is not None:
                 sched.step()
-            test_acc = evaluate_classifier(trainer, x_test, y_test, encoding, T)
+            test_acc = accuracy(model, x_test, y_test, encoding, T)
             rec = {"step": step, "epoch": epoch, "test_acc": test_acc}
             history.append(rec)
             log.write(json.dumps(rec) + "\n")
@@ -229,7 +207,7 @@ def evaluate_run(run_dir: str | os.PathLike, limit: int | None = None) -> dict:
         if not f.is_file():
             raise FileNotFoundError(f"{f} is missing; expected a run directory written by `fptt-ext train`")
     cfg = json.loads(cfg_path.read_text())
-    x, y = _dataset(cfg["dataset"], "test", limit if limit is not None else cfg.get("limit_test"))
+    x, y = image_split(cfg["dataset"], "test", limit if limit is not None else cfg.get("limit_test"))
     n_in = encode(cfg["encoding"], x[:1], cfg["T"]).shape[-1]
     model = create_model(cfg.get("model", "ostl_rmnist"), neuron=cfg["neuron"], n_in=n_in, hidden=tuple(cfg["hidden"]))
     try:
@@ -238,6 +216,4 @@ def evaluate_run(run_dir: str | os.PathLike, limit: int | None = None) -> dict:
         raise ValueError(f"{weights} is unreadable ({type(err).__name__}: {err})") from err
     _check_weights(model, state, f"{weights} does not match the network of {cfg_path}")
     model.load_state_dict(state)
-    trainer = SequenceTrainer(model, torch.optim.SGD(model.parameters(), lr=0.0), method="bptt",
-                              loss="classification", num_classes=10)
-    return {"test_accuracy": evaluate_classifier(trainer, x, y, cfg["encoding"], cfg["T"]), "n": len(y)}
+    return {"test_accuracy": accuracy(model, x, y, cfg["encoding"], cfg["T"]), "n": len(y)}

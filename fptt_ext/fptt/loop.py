@@ -73,6 +73,27 @@ def window_ends(T: int, method: str, K: int | None = None, k: int = 1) -> list[i
     raise ValueError(f"unknown method {method!r}; use one of {METHODS}")
 
 
+def is_multi_step(model: nn.Module) -> bool:
+    """True if any module runs in SpikingJelly's multi-step mode (takes ``[T, B, ...]``)."""
+    return any(getattr(m, "step_mode", "s") == "m" for m in model.modules())
+
+
+def run_sequence(model: nn.Module, x: torch.Tensor, state=None, *, multi_step: bool = False,
+                 explicit_state: bool = False):
+    """Forward over ``x`` ``[L, B, ...]`` from the model's current state; returns the
+    ``[L, B, ...]`` outputs and the user-held state (``None`` unless ``explicit_state``)."""
+    if multi_step:
+        return model(x), state
+    outs = []
+    for x_t in x:
+        if explicit_state:
+            out, state = model(x_t, state)
+        else:
+            out = model(x_t)
+        outs.append(out)
+    return torch.stack(outs), state
+
+
 @dataclass
 class BatchResult:
     """What :meth:`SequenceTrainer.train_batch` returns."""
@@ -127,7 +148,7 @@ class SequenceTrainer:
                              "broadcasts from rank 0 at every forward; wrap it with "
                              "DistributedDataParallel(model, forward_sync_buffers=False) "
                              "(broadcast_buffers=False on torch < 2.13)")
-        self.multi_step = any(getattr(m, "step_mode", "s") == "m" for m in model.modules())
+        self.multi_step = is_multi_step(model)
         self._params = [p for p in model.parameters() if p.requires_grad]
 
     # -- checks ---------------------------------------------------------------------------
@@ -154,17 +175,7 @@ class SequenceTrainer:
 
     # -- stepping -------------------------------------------------------------------------
     def _run(self, x: torch.Tensor, state):
-        """Forward over a window ``x`` ``[L, B, ...]``; returns ``[L, B, ...]`` outputs and state."""
-        if self.multi_step:
-            return self.model(x), state
-        outs = []
-        for x_t in x:
-            if self.explicit_state:
-                out, state = self.model(x_t, state)
-            else:
-                out = self.model(x_t)
-            outs.append(out)
-        return torch.stack(outs), state
+        return run_sequence(self.model, x, state, multi_step=self.multi_step, explicit_state=self.explicit_state)
 
     def _window_loss(self, out: torch.Tensor, y, start: int, end: int) -> torch.Tensor:
         loss_fn = self.loss_fn

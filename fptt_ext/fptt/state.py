@@ -25,6 +25,7 @@ Example:
 
 from __future__ import annotations
 
+import abc
 from typing import Any
 
 import torch
@@ -33,11 +34,12 @@ from torch import nn
 __all__ = ["StateHandler", "StatefulModules", "detach_tree", "register_state_handler"]
 
 
-class StateHandler:
+class StateHandler(abc.ABC):
     """How to reset, detach, read and write the state of one kind of module."""
 
+    @abc.abstractmethod
     def names(self, m: nn.Module) -> list[str]:
-        raise NotImplementedError
+        """The attribute names of ``m``'s state tensors."""
 
     def get(self, m: nn.Module) -> dict[str, Any]:
         return {n: getattr(m, n) for n in self.names(m)}

@@ -6,6 +6,8 @@
 """
 
 from . import models  # noqa: F401  (registers the entries)
+from .evaluate import accuracy, evaluate
 from .registry import CheckpointError, create_model, list_models, load_pretrained, model_card, register_model
 
-__all__ = ["CheckpointError", "create_model", "list_models", "load_pretrained", "model_card", "register_model"]
+__all__ = ["CheckpointError", "accuracy", "create_model", "evaluate", "list_models", "load_pretrained", "model_card",
+           "register_model"]

@@ -11,6 +11,7 @@ Example:
     True
     >>> model_card("ostl_rmnist")["dataset"]
     'fashion-mnist'
+    >>> import torch
     >>> create_model("ostl_rmnist")(torch.zeros(2, 784)).shape
     torch.Size([2, 10])
 """
@@ -89,6 +90,7 @@ def create_model(name: str, pretrained: bool = False, **kwargs) -> nn.Module:
     model = fn(**kwargs)
     if pretrained:
         load_pretrained(model, name)
+    model.zoo_card = model_card(name)  # like timm's pretrained_cfg: what evaluate() reads
     return model
 
 
