@@ -220,7 +220,10 @@ class LTC(_AdaptiveSpiking):
         liquid_adp: ``False`` makes ``rho`` a learned constant (the "LTC-minus" ablation).
         detach_reset: no gradient through the reset.
 
-    States ``mem``, ``b`` (adaptation) and ``spk`` (last spike) are attributes.
+    States ``mem``, ``b`` (adaptation) and ``spk`` (last spike) are attributes. Passing
+    ``mem`` sets only the membrane: start each new sequence with ``mem = ltc.reset_mem()``
+    (or ``snntorch.utils.reset(net)``), which clears all three. A ``mem`` passed in
+    detached from its graph (truncated BPTT) cuts the graph of ``b`` and ``spk`` too.
 
     Example:
         >>> import torch, torch.nn as nn, fptt_ext
