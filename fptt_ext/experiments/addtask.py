@@ -45,6 +45,7 @@ import torch.nn.functional as F
 from ..data.addtask import AddTask
 from ..fptt.loop import METHODS, SequenceTrainer, window_ends
 from ..zoo.srnn import ADDTASK_MODELS, addtask_model
+from ._io import atomic_write
 
 __all__ = ["LOG_FIELDS", "plot_addtask", "read_log", "run_addtask", "run_label"]
 
@@ -85,17 +86,8 @@ def _validate(T, method, model, iterations, batch_size, lr, K, k, seed, checkpoi
         raise ValueError(f"lr must be > 0, got {lr}")
 
 
-def _atomic_write(path: Path, write) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def _write_json(path: Path, obj) -> None:
-    _atomic_write(path, lambda f: f.write((json.dumps(obj, indent=2, allow_nan=False) + "\n").encode()))
+    atomic_write(path, lambda f: f.write((json.dumps(obj, indent=2, allow_nan=False) + "\n").encode()))
 
 
 def _row_text(row: dict) -> str:
@@ -136,7 +128,7 @@ def _summary(config: dict, rows: list[dict], diverged_at: int | None) -> dict:
 def _save_checkpoint(path: Path, config, net, trainer, iteration: int, diverged_at) -> None:
     ckpt = {"format": _CHECKPOINT_FORMAT, "config": config, "iteration": iteration, "diverged_at": diverged_at,
             "model": net.state_dict(), "trainer": trainer.state_dict(), "rng": torch.get_rng_state()}
-    _atomic_write(path, lambda f: torch.save(ckpt, f))
+    atomic_write(path, lambda f: torch.save(ckpt, f))
 
 
 def run_addtask(T: int = 1000, method: str = "fptt", model: str = "ltc", iterations: int = 3000,
@@ -203,7 +195,7 @@ def run_addtask(T: int = 1000, method: str = "fptt", model: str = "ltc", iterati
             rows = rows[:start]  # drop iterations logged after the last checkpoint
         out.mkdir(parents=True, exist_ok=True)
         _write_json(out / "config.json", config)
-        _atomic_write(log_path, lambda f: f.write((",".join(LOG_FIELDS) + "\n"
+        atomic_write(log_path, lambda f: f.write((",".join(LOG_FIELDS) + "\n"
                                                    + "".join(_row_text(r) for r in rows)).encode()))
 
         from tqdm.auto import tqdm

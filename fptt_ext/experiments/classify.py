@@ -30,6 +30,7 @@ from ..data.encodings import encode
 from ..data.images import IMAGE_DATASETS, image_split
 from ..fptt.loop import SequenceTrainer
 from ..zoo import accuracy, create_model, model_card
+from ._io import atomic_write
 
 __all__ = ["DATASETS", "OPTIMIZERS", "evaluate_run", "train_classifier"]
 
@@ -56,9 +57,7 @@ def _check_weights(model: torch.nn.Module, state: dict, what: str) -> None:
 
 
 def _save_checkpoint(path: Path, payload: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)  # atomic: a crash never leaves a half-written checkpoint
+    atomic_write(path, lambda f: torch.save(payload, f))
 
 
 def train_classifier(*, model_name: str = "ostl_rmnist", dataset: str = "fashion-mnist", encoding: str = "rate", T: int = 20, method: str = "fptt",
