@@ -195,8 +195,9 @@ class SequenceTrainer:
         self.states.reset()
         state = None
         outputs, losses, skipped, start = [], [], 0, 0
+        exact = self.method == "fptt" and self.optimizer.variant == "exact"
         for end in window_ends(T, self.method, self.K, self.k):
-            if self.method == "fptt" and self.optimizer.variant == "exact":
+            if exact:
                 snapshot, rng = (self.states.get(), state), torch.get_rng_state()
             out, new_state = self._run(x[start:end], state)
             loss = self._window_loss(out, y, start, end)
@@ -204,14 +205,10 @@ class SequenceTrainer:
                 skipped += self._nonfinite(f"loss at step {end}")
             else:
                 total = loss + self.optimizer.regularizer() if self.method == "fptt" else loss
-                closure = None
-                if self.method == "fptt" and self.optimizer.variant == "exact":
-                    closure = self._replay(x[start:end], y, start, end, snapshot, rng)
+                closure = self._replay(x[start:end], y, start, end, snapshot, rng) if exact else None
                 try:  # gradients never outlive the update, even when it raises
                     total.backward()
-                    post = self.states.get()  # the "exact" replay overwrites module-held state ...
                     stepped = self._step(closure, end)
-                    self.states.set(post)  # ... continue from this window's forward, as explicit state does
                 finally:
                     self.optimizer.zero_grad(set_to_none=True)
                 if stepped:
@@ -242,14 +239,18 @@ class SequenceTrainer:
 
     def _replay(self, x_win, y, start, end, snapshot, rng):
         """Closure for FPTT "exact": the window's task loss at the updated weights,
-        from the same pre-window state and random numbers."""
+        from the same pre-window state and random numbers. Afterwards the module-held
+        state is put back to this window's forward, so the next window continues from it
+        (as user-held state does)."""
         module_states, state = snapshot
 
         def closure():
+            after_forward = self.states.get()
             self.states.set(module_states)
             with torch.random.fork_rng(devices=[]):
                 torch.set_rng_state(rng)
                 out, _ = self._run(x_win, state)
+            self.states.set(after_forward)
             return self._window_loss(out, y, start, end)
 
         return closure
