@@ -98,11 +98,11 @@ def test_train_writes_all_files(reference):
     final = _weights(run)
     assert ck["model"].keys() == final.keys()
     assert all(torch.equal(ck["model"][k], final[k]) for k in final)
-    assert final["0.weight"].shape == (16, 784)  # 784 rate-coded pixels -> 16 hidden
+    assert final["layers.0.weight"].shape == (16, 784)  # 784 rate-coded pixels -> 16 hidden
 
     assert (run / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     cfg = json.loads((run / "config.json").read_text())
-    assert cfg["dataset"] == "mnist5k" and cfg["T"] == 2 and cfg["hidden"] == [16] and cfg["limit_test"] == 100
+    assert cfg["dataset"] == "mnist5k" and cfg["T"] == 2 and cfg["model_kwargs"]["hidden"] == [16] and cfg["limit_test"] == 100
     assert cfg["limit_train"] == 200
     summary = json.loads((run / "summary.json").read_text())
     assert summary["test_acc"] == tests[-1]["test_acc"] and summary["test_n"] == 100
@@ -131,8 +131,9 @@ def _copy_run(run: Path, dst: Path) -> Path:
 def test_eval_mismatched_weights(reference, tmp_path, capsys, change):
     run = _copy_run(reference[0], tmp_path / "run")
     cfg = json.loads((run / "config.json").read_text())
-    cfg.update({"hidden": {"hidden": [17], "depth": [16, 16]}.get(change, cfg["hidden"]),
-                "neuron": "alif" if change == "neuron" else cfg["neuron"]})
+    kw = cfg["model_kwargs"]
+    kw.update({"hidden": {"hidden": [17], "depth": [16, 16]}.get(change, kw["hidden"]),
+               "neuron": "alif" if change == "neuron" else kw["neuron"]})
     (run / "config.json").write_text(json.dumps(cfg))
     assert main(["eval", str(run)]) == 2
     line = _one_line_error(capsys.readouterr().err)
@@ -153,7 +154,7 @@ def test_eval_missing_or_broken_run(tmp_path, reference, capsys):
     (["--dataset", "cifar10"], "invalid choice: 'cifar10'"),
     (["--T", "0"], "T must be a positive integer"),
     (["--T", "-4"], "T must be a positive integer"),
-    (["--batch-size", "0"], "batch size must be positive"),
+    (["--batch-size", "0"], "--batch-size: expected an integer >= 1"),
     (["--hidden", "0"], "expected an integer >= 1"),
     (["--method", "rtrl"], "unknown method 'rtrl'"),
     (["--limit-train", "zero"], "expected an integer"),
@@ -285,4 +286,4 @@ def test_same_seed_same_run_other_seed_differs(reference, tmp_path):
     train_classifier(**{**TINY, "seed": 1, "epochs": 1}, out_dir=tmp_path / "other")
     a, b = _metrics(tmp_path / "other"), _metrics(reference[0])
     assert [r.get("loss") for r in a] != [r.get("loss") for r in b]
-    assert not torch.equal(_weights(tmp_path / "other")["0.weight"], _weights(reference[0])["0.weight"])
+    assert not torch.equal(_weights(tmp_path / "other")["layers.0.weight"], _weights(reference[0])["layers.0.weight"])

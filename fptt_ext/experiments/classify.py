@@ -17,6 +17,7 @@ Example (a tiny budget):
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import time
@@ -30,15 +31,29 @@ from ..data.encodings import encode
 from ..data.images import IMAGE_DATASETS, image_split
 from ..fptt.loop import SequenceTrainer
 from ..zoo import accuracy, create_model, model_card
+from ..zoo.registry import model_constructor
 from ._io import atomic_write
 
 __all__ = ["DATASETS", "OPTIMIZERS", "evaluate_run", "train_classifier"]
 
 DATASETS = IMAGE_DATASETS
+PRECISIONS = ("fp32", "bf16")
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamax": torch.optim.Adamax, "adagrad": torch.optim.Adagrad,
               "sgd": torch.optim.SGD}
 
 
+def _model_kwargs(name: str, neuron: str, step_shape, hidden) -> dict:
+    """Constructor arguments for ``name`` fed one step of shape ``step_shape`` (JSON-ready)."""
+    params = inspect.signature(model_constructor(name)).parameters
+    kwargs = {"neuron": neuron}
+    if "n_in" in params:  # dense and recurrent nets: the flattened step size
+        kwargs["n_in"] = int(torch.Size(step_shape).numel())
+    if hidden:
+        if "hidden" not in params:
+            raise ValueError(f"{name} has no hidden sizes to set (its layers are fixed by the paper)")
+        kwargs["hidden"] = list(hidden) if params["hidden"].default is None or isinstance(
+            params["hidden"].default, (tuple, list)) else int(hidden[0])
+    return kwargs
 
 
 def _check_weights(model: torch.nn.Module, state: dict, what: str) -> None:
@@ -60,38 +75,59 @@ def _save_checkpoint(path: Path, payload: dict) -> None:
     atomic_write(path, lambda f: torch.save(payload, f))
 
 
-def train_classifier(*, model_name: str = "ostl_rmnist", dataset: str = "fashion-mnist", encoding: str = "rate", T: int = 20, method: str = "fptt",
-                     K: int | None = None, k: int = 1, neuron: str = "ltc", hidden: tuple[int, ...] = (256, 256),
-                     epochs: int = 1, batch_size: int = 128, optimizer: str = "adam", lr: float = 3e-3,
-                     lr_step: int | None = None, lr_gamma: float = 0.5, alpha: float = 0.1, beta: float = 0.5,
-                     seed: int = 0, out_dir: str | os.PathLike = "runs/classify", checkpoint_every: int = 100,
-                     resume: bool = False, limit_train: int | None = None, limit_test: int | None = None,
-                     progress: bool = True, stop_after: int | None = None) -> dict:
-    """Train the R-MNIST network (784-hidden-LI) and return a summary dict (also ``summary.json``).
+def train_classifier(*, model_name: str = "ostl_rmnist", dataset: str | None = None, encoding: str | None = None,
+                     T: int | None = None, method: str = "fptt", K: int | None = None, k: int = 1, neuron: str = "ltc",
+                     hidden: tuple[int, ...] | None = None, epochs: int = 1, batch_size: int | None = None,
+                     optimizer: str | None = None, lr: float | None = None, lr_step: int | None = None,
+                     lr_gamma: float = 0.5, alpha: float = 0.1, beta: float = 0.5, precision: str = "fp32",
+                     channels_last: bool = False, seed: int = 0, out_dir: str | os.PathLike = "runs/classify",
+                     checkpoint_every: int = 100, resume: bool = False, limit_train: int | None = None,
+                     limit_test: int | None = None, progress: bool = True, stop_after: int | None = None) -> dict:
+    """Train a zoo classifier (default the R-MNIST network) and return a summary dict (also ``summary.json``).
 
-    ``lr_step``: halve (``lr_gamma``) the learning rate every that many epochs.
-    ``stop_after``: stop after that many batches in this call (for tests of resuming).
+    ``dataset``, ``encoding``, ``T``, ``batch_size``, ``optimizer`` and ``lr`` left at ``None``
+    come from the model's card (its dataset and recipe). ``hidden`` sets the hidden sizes
+    of the dense/recurrent zoo nets. ``lr_step``: multiply the learning rate by ``lr_gamma``
+    every that many epochs. ``precision="bf16"`` runs forward and backward under CPU
+    autocast (the weights, optimizer and FPTT state stay float32); ``channels_last``
+    stores conv weights and inputs NHWC. ``stop_after``: stop after that many batches in
+    this call (for tests of resuming).
     """
+    card = model_card(model_name)
+    if card["task"] != "classification":
+        raise ValueError(f"{model_name} is not an image classifier; see `fptt-ext zoo list`")
+    recipe = {"batch_size": 128, "optimizer": "adam", "lr": 3e-3, **(card.get("recipe") or {})}
+    dataset = dataset or card["dataset"]
+    encoding = encoding or card["encoding"]
+    T = card["T"] if T is None else T
+    batch_size = recipe["batch_size"] if batch_size is None else batch_size
+    optimizer = optimizer or recipe["optimizer"]
+    lr = recipe["lr"] if lr is None else lr
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if not isinstance(T, int) or T <= 0:
         raise ValueError(f"T must be a positive integer, got {T!r}")
     if batch_size <= 0:
         raise ValueError(f"batch size must be positive, got {batch_size}")
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {sorted(OPTIMIZERS)}")
-    if model_card(model_name)["task"] != "classification":
-        raise ValueError(f"{model_name} is not an image classifier; see `fptt-ext zoo list`")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    config = {"model": model_name, "dataset": dataset, "encoding": encoding, "T": T, "method": method, "K": K, "k": k, "neuron": neuron,
-              "hidden": list(hidden), "epochs": epochs, "batch_size": batch_size, "optimizer": optimizer, "lr": lr,
-              "lr_step": lr_step, "lr_gamma": lr_gamma, "alpha": alpha, "beta": beta, "seed": seed,
-              "limit_train": limit_train, "limit_test": limit_test}
     x_train, y_train = image_split(dataset, "train", limit_train)
     x_test, y_test = image_split(dataset, "test", limit_test)
-    n_in = encode(encoding, x_train[:1], T).shape[-1]
+    model_kwargs = _model_kwargs(model_name, neuron, encode(encoding, x_train[:1], T).shape[2:], hidden)
+    config = {"model": model_name, "model_kwargs": model_kwargs, "dataset": dataset, "encoding": encoding, "T": T,
+              "method": method, "K": K, "k": k, "neuron": neuron, "epochs": epochs, "batch_size": batch_size,
+              "optimizer": optimizer, "lr": lr, "lr_step": lr_step, "lr_gamma": lr_gamma, "alpha": alpha,
+              "beta": beta, "precision": precision, "channels_last": channels_last, "seed": seed,
+              "limit_train": limit_train, "limit_test": limit_test}
 
     torch.manual_seed(seed)
-    model = create_model(model_name, neuron=neuron, n_in=n_in, hidden=tuple(hidden))
+    model = create_model(model_name, **model_kwargs)
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    if channels_last:
+        model = model.to(memory_format=memory_format)
+        x_train = x_train.contiguous(memory_format=memory_format)
     # foreach=True: torch.optim only picks the multi-tensor kernels by itself on GPUs
     opt = OPTIMIZERS[optimizer](model.parameters(), lr=lr, foreach=True)
     sched = torch.optim.lr_scheduler.StepLR(opt, lr_step, lr_gamma) if lr_step else None
@@ -132,7 +168,8 @@ def train_classifier(*, model_name: str = "ostl_rmnist", dataset: str = "fashion
                 idx = order[b * batch_size:(b + 1) * batch_size]
                 xb, yb = encode(encoding, x_train[idx], T), y_train[idx]
                 t1 = time.perf_counter()
-                res = trainer.train_batch(xb, yb)
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+                    res = trainer.train_batch(xb, yb)
                 t2 = time.perf_counter()
                 t_data, t_compute = t_data + t1 - t0, t_compute + t2 - t1
                 acc = 100.0 * (res.outputs[-1].argmax(-1) == yb).float().mean().item()
@@ -207,8 +244,9 @@ def evaluate_run(run_dir: str | os.PathLike, limit: int | None = None) -> dict:
             raise FileNotFoundError(f"{f} is missing; expected a run directory written by `fptt-ext train`")
     cfg = json.loads(cfg_path.read_text())
     x, y = image_split(cfg["dataset"], "test", limit if limit is not None else cfg.get("limit_test"))
-    n_in = encode(cfg["encoding"], x[:1], cfg["T"]).shape[-1]
-    model = create_model(cfg.get("model", "ostl_rmnist"), neuron=cfg["neuron"], n_in=n_in, hidden=tuple(cfg["hidden"]))
+    kwargs = cfg.get("model_kwargs") or {"neuron": cfg["neuron"], "hidden": cfg["hidden"],
+                                         "n_in": encode(cfg["encoding"], x[:1], cfg["T"]).shape[-1]}
+    model = create_model(cfg.get("model", "ostl_rmnist"), **kwargs)
     try:
         state = load_file(str(weights))
     except Exception as err:  # safetensors raises its own error type for a damaged file

@@ -2,12 +2,21 @@
 
 >>> from fptt_ext.zoo import create_model, list_models
 >>> list_models("srnn_*")
-['srnn_addtask']
+['srnn_addtask', 'srnn_dvsgesture', 'srnn_psmnist', 'srnn_smnist']
 """
 
 from . import models  # noqa: F401  (registers the entries)
+from .base import SpikingNet, architecture
 from .evaluate import accuracy, evaluate
-from .registry import CheckpointError, create_model, list_models, load_pretrained, model_card, register_model
+from .registry import (
+                       CheckpointError,
+                       create_model,
+                       list_models,
+                       load_pretrained,
+                       model_card,
+                       model_constructor,
+                       register_model,
+)
 
-__all__ = ["CheckpointError", "accuracy", "create_model", "evaluate", "list_models", "load_pretrained", "model_card",
-           "register_model"]
+__all__ = ["CheckpointError", "SpikingNet", "accuracy", "architecture", "create_model", "evaluate", "list_models",
+           "load_pretrained", "model_card", "model_constructor", "register_model"]

@@ -1,34 +1,139 @@
-"""Registered zoo entries (more architectures join as their issues land).
+"""The registered zoo entries: the papers' networks and their cards.
+
+Every constructor takes ``neuron=`` (``ltc``, ``ltc-minus``, ``alif``, and the baselines
+``leaky`` / ``plif``), and the feed-forward nets take ``backend=`` (``snntorch`` or
+``spikingjelly``). All follow SpikingJelly's step-mode convention (:mod:`.base`).
 
 Example:
+    >>> import torch
     >>> create_model("srnn_addtask")(torch.zeros(3, 2)).shape
     torch.Size([3, 1])
+    >>> model_card("scnn_fmnist")["architecture"]
+    'ConvK3C32S1P1-MPK2S2-ConvK3C128S1P1-MPK2S2-ConvK3C256S1P1-MPK2S2-512D-10I'
 """
 
 from __future__ import annotations
 
-import torch  # noqa: F401  (used by the doctest)
-
 from .ostl import OSTLNet
-from .registry import create_model, register_model  # noqa: F401
-from .srnn import AddTaskSNN
+from .registry import create_model, model_card, register_model  # noqa: F401
+from .scnn import DVS_LAYERS, SCNN, STATIC_LAYERS
+from .srnn import SRNN, AddTaskSNN, DVSGestureSRNN
+
+SCNN_STATIC = "ConvK3C32S1P1-MPK2S2-ConvK3C128S1P1-MPK2S2-ConvK3C256S1P1-MPK2S2-512D-10I"
+SCNN_DVS = ("ConvK7C64S1P3-MPK2S2-ConvK7C128S1P3-MPK2S2-ConvK3C128S1P1-MPK2S2-ConvK3C256S1P1-MPK2S2-"
+            "ConvK3C256S1P1-MPK2S2-ConvK3C512S1P1-MPK2S2-512D-{n}I")
+ADAMAX = {"optimizer": "adamax", "lr": 1e-3, "batch_size": 64}  # the papers' SCNN recipe
+ADAM = {"optimizer": "adam", "lr": 3e-3, "batch_size": 128}  # the papers' SRNN recipe
+
+
+def _train(name: str, extra: str = "") -> str:
+    return f"fptt-ext train --model {name}{extra} --out runs/zoo-{name}"
+
+
+def _events(name: str) -> str:  # event data is only where the user has it: the example script reads it
+    return f"python examples/train_events.py --model {name} --root DATA_DIR --out runs/zoo-{name}"
+
+
+# ------------------------------------------------------------------ SCNNs (static images)
+@register_model(
+    "scnn_mnist", task="classification", dataset="mnist", encoding="static", T=20, paper_test_accuracy=99.62,
+    paper_metric="MNIST test accuracy, %", architecture=SCNN_STATIC, num_params=4_062_236, recipe=ADAMAX,
+    train_command=_train("scnn_mnist", " --epochs 30"),
+    description="The PLIF-architecture SCNN with LTC-SN conv neurons on static MNIST (image as input current)")
+def scnn_mnist(neuron: str = "ltc", backend: str = "snntorch", width: float = 1.0, step_mode: str = "s"):
+    return SCNN(STATIC_LAYERS, (1, 28, 28), 10, width=width, neuron=neuron, backend=backend, step_mode=step_mode)
 
 
 @register_model(
+    "scnn_fmnist", task="classification", dataset="fashion-mnist", encoding="static", T=20,
+    paper_test_accuracy=93.58, paper_metric="Fashion-MNIST test accuracy, %", architecture=SCNN_STATIC,
+    num_params=4_062_236, recipe=ADAMAX, train_command=_train("scnn_fmnist", " --epochs 30 --precision bf16"),
+    description="The PLIF-architecture SCNN with LTC-SN conv neurons on static Fashion-MNIST")
+def scnn_fmnist(neuron: str = "ltc", backend: str = "snntorch", width: float = 1.0, step_mode: str = "s"):
+    return SCNN(STATIC_LAYERS, (1, 28, 28), 10, width=width, neuron=neuron, backend=backend, step_mode=step_mode)
+
+
+@register_model(
+    "scnn_fmnist_narrow", task="classification", dataset="fashion-mnist", encoding="static", T=20,
+    paper_test_accuracy=93.58, paper_metric="Fashion-MNIST test accuracy, % (of the full-width scnn_fmnist)",
+    architecture="ConvK3C8S1P1-MPK2S2-ConvK3C32S1P1-MPK2S2-ConvK3C64S1P1-MPK2S2-128D-10I",
+    num_params=255_788, recipe=ADAMAX,
+    train_command=_train("scnn_fmnist_narrow", " --epochs 3 --lr-step 1 --precision bf16 --channels-last --threads 1"),
+    variant="scnn_fmnist at width 0.25 (every conv and the dense layer a quarter as wide), so it trains on a CPU",
+    description="The Fashion-MNIST SCNN at a quarter of the width; same layer pattern, neurons and recipe")
+def scnn_fmnist_narrow(neuron: str = "ltc", backend: str = "snntorch", step_mode: str = "s"):
+    return SCNN(STATIC_LAYERS, (1, 28, 28), 10, width=0.25, neuron=neuron, backend=backend, step_mode=step_mode)
+
+
+# ------------------------------------------------------------------ SCNNs (event frames)
+@register_model(
+    "scnn_dvsgesture", task="classification", dataset="dvs-gesture", encoding="frames", T=20,
+    paper_test_accuracy=97.22, paper_metric="DVS-Gesture test accuracy, %", architecture=SCNN_DVS.format(n=11),
+    num_params=12_472_264, recipe={**ADAMAX, "batch_size": 16},
+    train_command=_events("scnn_dvsgesture"),
+    description="The 6-conv PLIF-architecture SCNN with LTC-SN conv neurons on 2x128x128 event frames, 11 classes")
+def scnn_dvsgesture(neuron: str = "ltc", backend: str = "snntorch", width: float = 1.0, step_mode: str = "s"):
+    return SCNN(DVS_LAYERS, (2, 128, 128), 11, width=width, neuron=neuron, backend=backend, step_mode=step_mode)
+
+
+@register_model(
+    "scnn_dvscifar10", task="classification", dataset="cifar10-dvs", encoding="frames", T=20,
+    paper_test_accuracy=73.2, paper_metric="DVS-CIFAR10 test accuracy, %", architecture=SCNN_DVS.format(n=10),
+    num_params=12_471_708, recipe={**ADAMAX, "batch_size": 16},
+    train_command=_events("scnn_dvscifar10"),
+    description="The 6-conv PLIF-architecture SCNN with LTC-SN conv neurons on 2x128x128 event frames, 10 classes")
+def scnn_dvscifar10(neuron: str = "ltc", backend: str = "snntorch", width: float = 1.0, step_mode: str = "s"):
+    return SCNN(DVS_LAYERS, (2, 128, 128), 10, width=width, neuron=neuron, backend=backend, step_mode=step_mode)
+
+
+# ------------------------------------------------------------------ dense / recurrent
+@register_model(
     "ostl_rmnist", task="classification", dataset="fashion-mnist", encoding="rate", T=20,
     paper_test_accuracy=98.63, paper_metric="R-MNIST (rate-coded MNIST) test accuracy, %",
-    train_command="fptt-ext train --model ostl_rmnist --dataset fashion-mnist --encoding rate --T 20 --epochs 3",
-    description="784-256-256 LTC-SN (dense) with an LI readout of 10 (the OSTL R-MNIST network)",
-)
-def ostl_rmnist(neuron: str = "ltc", n_in: int = 784, hidden=(256, 256), num_classes: int = 10):
-    return OSTLNet(n_in=n_in, hidden=tuple(hidden), n_out=num_classes, neuron=neuron)
+    architecture="256D-256D-10I", num_params=794_844, recipe=ADAM,
+    train_command=_train("ostl_rmnist", " --epochs 4 --lr 1e-3 --lr-step 1"),
+    description="784-256-256 LTC-SN (dense) with an LI readout of 10 (the OSTL R-MNIST network)")
+def ostl_rmnist(neuron: str = "ltc", backend: str = "snntorch", n_in: int = 784, hidden=(256, 256),
+                num_classes: int = 10, step_mode: str = "s"):
+    return OSTLNet(n_in=n_in, hidden=tuple(hidden), n_out=num_classes, neuron=neuron, backend=backend,
+                   step_mode=step_mode)
+
+
+@register_model(
+    "srnn_smnist", task="classification", dataset="mnist", encoding="sequential", T=784,
+    paper_test_accuracy=97.37, paper_metric="S-MNIST test accuracy, %", architecture="512R-10I",
+    num_params=1_318_108, recipe=ADAM, train_command=_train("srnn_smnist", " --epochs 200 --lr-step 30"),
+    description="One recurrent layer of 512 LTC-SN and an LI readout of 10; one pixel per step")
+def srnn_smnist(neuron: str = "ltc", backend: str = "snntorch", n_in: int = 1, hidden: int = 512,
+                step_mode: str = "s"):
+    return SRNN(n_in, hidden, 10, neuron=neuron, backend=backend, step_mode=step_mode)
+
+
+@register_model(
+    "srnn_psmnist", task="classification", dataset="mnist", encoding="permuted", T=784,
+    paper_test_accuracy=93.23, paper_metric="PS-MNIST test accuracy, %", architecture="512R-10I",
+    num_params=1_318_108, recipe=ADAM, train_command=_train("srnn_psmnist", " --epochs 200 --lr-step 30"),
+    description="srnn_smnist on PS-MNIST (the pixels in a fixed permutation, seed 0)")
+def srnn_psmnist(neuron: str = "ltc", backend: str = "snntorch", n_in: int = 1, hidden: int = 512,
+                 step_mode: str = "s"):
+    return SRNN(n_in, hidden, 10, neuron=neuron, backend=backend, step_mode=step_mode)
+
+
+@register_model(
+    "srnn_dvsgesture", task="classification", dataset="dvs-gesture", encoding="frames32", T=20,
+    paper_test_accuracy=None, paper_metric="DVS-Gesture test accuracy, % (long sequences, T = 20-1000)",
+    architecture="[1024,1024]-[512D,512D]-512R-11I", num_params=4_991_240, recipe=ADAM,
+    train_command=_events("srnn_dvsgesture"),
+    description="Dense branches per polarity of 32x32 averaged event frames, a recurrent layer, an LI readout")
+def srnn_dvsgesture(neuron: str = "ltc", backend: str = "snntorch", hidden: int = 512, step_mode: str = "s"):
+    return DVSGestureSRNN(hidden=hidden, neuron=neuron, backend=backend, step_mode=step_mode)
 
 
 @register_model(
     "srnn_addtask", task="regression", dataset="addtask", encoding="addtask", T=1000,
     paper_test_accuracy=None, paper_metric="Add-task MSE (the paper: converges to ~0 with FPTT)",
+    architecture="128R-Linear1", num_params=82_689,
     train_command="fptt-ext addtask --T 1000 --method fptt --model ltc",
-    description="128 recurrent LTC-SN and a Linear(128, 1) readout",
-)
-def srnn_addtask(neuron: str = "ltc", hidden: int = 128):
-    return AddTaskSNN(neuron, hidden=hidden)
+    description="128 recurrent LTC-SN and a Linear(128, 1) readout")
+def srnn_addtask(neuron: str = "ltc", backend: str = "snntorch", hidden: int = 128, step_mode: str = "s"):
+    return AddTaskSNN(neuron, hidden=hidden, backend=backend, step_mode=step_mode)

@@ -5,35 +5,29 @@ Example:
     >>> net = OSTLNet()
     >>> net(torch.rand(4, 784)).shape
     torch.Size([4, 10])
+    >>> OSTLNet(neuron="plif", backend="spikingjelly", step_mode="m")(torch.rand(20, 4, 784)).shape
+    torch.Size([20, 4, 10])
 """
 
 from __future__ import annotations
 
 from torch import nn
 
-from ..neurons.snntorch import ALIF, LI, LTC
+from .base import SpikingNet, layers_for, make_neuron, make_readout
 
-__all__ = ["OSTLNet", "spiking_neuron"]
-
-
-def spiking_neuron(kind: str, size: int) -> nn.Module:
-    """A dense spiking neuron layer of ``size`` neurons that keeps its state (``init_hidden``)."""
-    if kind == "ltc":
-        return LTC(init_hidden=True, size=size)
-    if kind == "ltc-minus":
-        return LTC(init_hidden=True, size=size, liquid_adp=False)
-    if kind == "alif":
-        return ALIF(init_hidden=True, size=size)
-    raise ValueError(f"unknown neuron {kind!r}; choose 'ltc', 'ltc-minus' or 'alif'")
+__all__ = ["OSTLNet"]
 
 
-class OSTLNet(nn.Sequential):
-    """``Linear(784, 256) -> LTC -> Linear(256, 256) -> LTC -> Linear(256, 10) -> LI``; one step per call."""
+class OSTLNet(SpikingNet):
+    """``Linear(784, 256) -> LTC -> Linear(256, 256) -> LTC -> Linear(256, 10) -> LI``.
 
-    def __init__(self, n_in: int = 784, hidden: tuple[int, ...] = (256, 256), n_out: int = 10, neuron: str = "ltc"):
-        layers, width = [], n_in
+    ``neuron``, ``backend`` and ``step_mode`` as in :mod:`fptt_ext.zoo.base`."""
+
+    def __init__(self, n_in: int = 784, hidden: tuple[int, ...] = (256, 256), n_out: int = 10, neuron: str = "ltc",
+                 backend: str = "snntorch", step_mode: str = "s"):
+        L, layers, width = layers_for(backend), [], n_in
         for h in hidden:
-            layers += [nn.Linear(width, h), spiking_neuron(neuron, h)]
+            layers += [L.Linear(width, h), make_neuron(neuron, h, backend=backend)]
             width = h
-        layers += [nn.Linear(width, n_out), LI(init_hidden=True, size=n_out)]
-        super().__init__(*layers)
+        layers += [L.Linear(width, n_out), make_readout(n_out, backend=backend)]
+        super().__init__(nn.Sequential(*layers), backend=backend, step_mode=step_mode, input_shape=(n_in,))

@@ -33,6 +33,7 @@ __all__ = [
     "list_models",
     "load_pretrained",
     "model_card",
+    "model_constructor",
     "register_model",
     "zoo_dir",
 ]
@@ -40,6 +41,12 @@ __all__ = [
 _REGISTRY: dict[str, tuple[Callable[..., nn.Module], dict]] = {}
 CARD_FIELDS = ("task", "dataset", "encoding", "T", "paper_test_accuracy", "test_accuracy", "train_command",
                "checkpoint", "sha256")
+
+
+# optional: what the model is, its layers in the papers' notation, its parameter count, the
+# training recipe that `fptt-ext train --model NAME` defaults to, the constructor arguments
+# of the published checkpoint, and how it differs from the paper's network
+EXTRA_FIELDS = ("description", "paper_metric", "architecture", "num_params", "recipe", "model_kwargs", "variant")
 
 
 class CheckpointError(ValueError):
@@ -53,7 +60,7 @@ def zoo_dir() -> Path:
 
 def register_model(name: str, **card):
     """Decorator: register ``fn(**kwargs) -> nn.Module`` under ``name`` with its card."""
-    unknown = set(card) - set(CARD_FIELDS) - {"description", "paper_metric"}
+    unknown = set(card) - set(CARD_FIELDS) - set(EXTRA_FIELDS)
     if unknown:
         raise ValueError(f"unknown card fields {sorted(unknown)}")
 
@@ -75,6 +82,11 @@ def _entry(name: str):
     return _REGISTRY[name]
 
 
+def model_constructor(name: str) -> Callable[..., nn.Module]:
+    """The registered constructor of ``name`` (its signature lists the model's options)."""
+    return _entry(name)[0]
+
+
 def model_card(name: str) -> dict:
     """The card of ``name``, merged with ``zoo/<name>.json`` when a checkpoint is published."""
     card = dict(_entry(name)[1])
@@ -84,10 +96,15 @@ def model_card(name: str) -> dict:
     return card
 
 
-def create_model(name: str, pretrained: bool = False, **kwargs) -> nn.Module:
-    """Build ``name``; ``pretrained=True`` loads its published checkpoint (offline, hash checked)."""
+def create_model(name: str, pretrained: bool = False, neuron: str = "ltc", **kwargs) -> nn.Module:
+    """Build ``name`` with the spiking ``neuron`` (``ltc``, ``ltc-minus``, ``alif``, ``leaky``,
+    ``plif``); ``pretrained=True`` loads its published checkpoint (offline, hash checked),
+    building the model with the checkpoint's constructor arguments unless overridden."""
     fn, _ = _entry(name)
-    model = fn(**kwargs)
+    if pretrained:
+        kwargs = {**(model_card(name).get("model_kwargs") or {}), **kwargs}
+        kwargs.pop("neuron", None)
+    model = fn(neuron=neuron, **kwargs)
     if pretrained:
         load_pretrained(model, name)
     model.zoo_card = model_card(name)  # like timm's pretrained_cfg: what evaluate() reads
@@ -119,10 +136,20 @@ def load_pretrained(model: nn.Module, name: str) -> nn.Module:
                               "the file is corrupted or was replaced; restore it from the repository")
     state = load_file(str(path))
     own = model.state_dict()
-    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    missing = sorted(k for k in set(own) - set(state) if not _config_buffer(k))
+    unexpected = sorted(k for k in set(state) - set(own) if not _config_buffer(k))
     shapes = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
     if missing or unexpected or shapes:
         raise CheckpointError(f"checkpoint {path} does not match this {name} architecture: missing keys "
                               f"{missing}, unexpected keys {unexpected}, different shapes {shapes}")
-    model.load_state_dict(state)
+    model.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
     return model
+
+
+# snnTorch keeps fixed settings (threshold, reset mode) as buffers; SpikingJelly keeps them as
+# attributes. They are not learned, so a checkpoint loads into either backend without them.
+_CONFIG_BUFFERS = ("threshold", "graded_spikes_factor", "reset_mechanism_val")
+
+
+def _config_buffer(key: str) -> bool:
+    return key.rsplit(".", 1)[-1] in _CONFIG_BUFFERS

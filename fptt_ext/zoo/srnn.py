@@ -1,5 +1,8 @@
-"""Recurrent networks of the papers' Add-task experiment (SPEC section 3).
+"""The papers' spiking recurrent networks (SRNNs) and the Add-task LSTM baseline.
 
+* :class:`SRNN` - S-MNIST / PS-MNIST: one recurrent LTC-SN layer of 512 and an LI readout of 10.
+* :class:`DVSGestureSRNN` - long DVS-Gesture: ``[1024,1024]-[512D,512D]-512R-11I`` (one
+  dense branch per event polarity of the 32x32 frames, a recurrent layer, an LI readout).
 * :class:`AddTaskSNN` - 128 recurrent LTC-SN (or ALIF) neurons, ``Linear -> 1``
   readout of the spikes; state kept in the neuron, called as ``out = net(x_t)``.
 * :class:`AddTaskLSTM` - the LSTM baseline, ``nn.LSTMCell`` + ``Linear -> 1``,
@@ -23,15 +26,65 @@ import torch
 from torch import nn
 
 from ..neurons.recurrent import RecurrentSpiking
-from ..neurons.snntorch import ALIF, LTC
+from .base import Branches, SpikingNet, make_neuron, make_readout
 
-__all__ = ["ADDTASK_MODELS", "AddTaskLSTM", "AddTaskSNN", "addtask_model"]
+__all__ = ["ADDTASK_MODELS", "SRNN", "AddTaskLSTM", "AddTaskSNN", "DVSGestureSRNN", "addtask_model"]
 
 ADDTASK_MODELS = ("ltc", "alif", "lstm")
-_NEURONS = {"ltc": LTC, "alif": ALIF}
+RECURRENT_NEURONS = ("ltc", "ltc-minus", "alif")
 
 
-class AddTaskSNN(nn.Module):
+def _recurrent(n_in: int, hidden: int, neuron: str, backend: str) -> RecurrentSpiking:
+    if backend != "snntorch":
+        raise ValueError("recurrent zoo networks are built from snnTorch layers (backend='snntorch'); "
+                         "their multi-step mode loops over T")
+    if neuron not in RECURRENT_NEURONS:
+        raise ValueError(f"a recurrent layer needs a neuron that exposes its last spike: one of {RECURRENT_NEURONS}, "
+                         f"got {neuron!r}")
+    return RecurrentSpiking(n_in, hidden, make_neuron(neuron, hidden))
+
+
+class SRNN(SpikingNet):
+    """``n_in -> {hidden}R -> {num_classes}I``: the S-MNIST / PS-MNIST network (one pixel per step).
+
+    Example:
+        >>> from fptt_ext.zoo.base import architecture
+        >>> net = SRNN()
+        >>> architecture(net), net(torch.rand(3, 1)).shape
+        ('512R-10I', torch.Size([3, 10]))
+    """
+
+    def __init__(self, n_in: int = 1, hidden: int = 512, num_classes: int = 10, neuron: str = "ltc",
+                 backend: str = "snntorch", step_mode: str = "s"):
+        layers = nn.Sequential(_recurrent(n_in, hidden, neuron, backend), nn.Linear(hidden, num_classes),
+                               make_readout(num_classes))
+        super().__init__(layers, backend=backend, step_mode=step_mode, input_shape=(n_in,))
+
+
+class DVSGestureSRNN(SpikingNet):
+    """``[1024,1024]-[512D,512D]-512R-11I`` on ``[B, 2, 32, 32]`` frames (one branch per polarity).
+
+    Example:
+        >>> from fptt_ext.zoo.base import architecture
+        >>> net = DVSGestureSRNN()
+        >>> architecture(net)
+        '[1024,1024]-[512D,512D]-512R-11I'
+        >>> net(torch.rand(2, 2, 32, 32)).shape
+        torch.Size([2, 11])
+    """
+
+    def __init__(self, in_shape=(2, 32, 32), branch: int = 512, hidden: int = 512, num_classes: int = 11,
+                 neuron: str = "ltc", backend: str = "snntorch", step_mode: str = "s"):
+        per_channel = in_shape[1] * in_shape[2]
+        rec = _recurrent(branch * in_shape[0], hidden, neuron, backend)
+        branches = Branches([per_channel] * in_shape[0],
+                            [nn.Sequential(nn.Linear(per_channel, branch), make_neuron(neuron, branch))
+                             for _ in range(in_shape[0])])
+        layers = nn.Sequential(branches, rec, nn.Linear(hidden, num_classes), make_readout(num_classes))
+        super().__init__(layers, backend=backend, step_mode=step_mode, input_shape=tuple(in_shape))
+
+
+class AddTaskSNN(SpikingNet):
     """``RecurrentSpiking(in_features, hidden, LTC | ALIF) -> Linear(hidden, 1)``.
 
     One call is one time step: ``x_t`` ``[B, in_features]`` -> prediction ``[B, 1]``.
@@ -47,17 +100,16 @@ class AddTaskSNN(nn.Module):
         'ALIF'
     """
 
-    def __init__(self, neuron: str = "ltc", hidden: int = 128, in_features: int = 2):
-        super().__init__()
-        if neuron not in _NEURONS:
-            raise ValueError(f"unknown spiking neuron {neuron!r}; use one of {tuple(_NEURONS)}")
+    def __init__(self, neuron: str = "ltc", hidden: int = 128, in_features: int = 2, backend: str = "snntorch",
+                 step_mode: str = "s"):
         if hidden < 1:
             raise ValueError(f"hidden must be >= 1, got {hidden}")
+        super().__init__(backend=backend, step_mode=step_mode, input_shape=(in_features,))
         self.neuron_type, self.hidden = neuron, hidden
-        self.rnn = RecurrentSpiking(in_features, hidden, _NEURONS[neuron](init_hidden=True, size=hidden))
+        self.rnn = _recurrent(in_features, hidden, neuron, backend)
         self.readout = nn.Linear(hidden, 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_step(self, x: torch.Tensor) -> torch.Tensor:
         return self.readout(self.rnn(x))
 
 
@@ -99,6 +151,6 @@ def addtask_model(name: str, hidden: int = 128) -> tuple[nn.Module, bool]:
     """
     if name == "lstm":
         return AddTaskLSTM(hidden), True
-    if name in _NEURONS:
+    if name in ("ltc", "alif"):
         return AddTaskSNN(name, hidden), False
     raise ValueError(f"unknown Add-task model {name!r}; use one of {ADDTASK_MODELS}")

@@ -1,0 +1,97 @@
+"""The ``fptt-ext`` command line.
+
+Subcommands are registered in :data:`COMMANDS` as ``name -> (help, add_arguments,
+run)``: ``add_arguments(parser)`` declares the flags, ``run(args)`` does the work
+and returns an exit code. Add a subcommand with :func:`register_command`.
+Bad input (``ValueError``, ``FileNotFoundError``, argparse errors) prints one
+line to stderr and exits with code 2, without a traceback.
+
+Usage::
+
+    fptt-ext addtask --T 1000 --method fptt --model ltc --out runs/addtask/fptt-ltc
+    fptt-ext addtask-plot runs/addtask/* --out runs/addtask/loss.png
+
+Example:
+    >>> main(["addtask", "--T", "1"])       # the message goes to stderr
+    2
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+__all__ = ["COMMANDS", "UsageError", "build_parser", "main", "register_command"]
+
+
+class UsageError(Exception):
+    """Raised (instead of printing usage and exiting) when argparse rejects the input."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, no usage block
+        raise UsageError(f"{self.prog}: error: {message} (see {self.prog} --help)")
+
+
+COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {}
+
+
+def register_command(name: str, help: str, add_arguments, run) -> None:
+    """Add a subcommand: ``add_arguments(parser)`` then ``run(args) -> exit code``."""
+    COMMANDS[name] = (help, add_arguments, run)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
+
+
+
+def _set_threads(n) -> None:
+    if n is not None:
+        import torch
+
+        torch.set_num_threads(n)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .. import __version__
+
+    parser = _Parser(prog="fptt-ext", description="Liquid time-constant SNNs trained with FPTT.")
+    parser.add_argument("--version", action="version", version=f"fptt-ext {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name, (help_text, add_arguments, run) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        add_arguments(p)
+        p.set_defaults(_run=run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``fptt-ext`` / ``python -m fptt_ext``; returns the exit code."""
+    parser, args = build_parser(), None
+    try:
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help(sys.stderr)
+            return 2
+        return args._run(args)
+    except UsageError as e:
+        print(e, file=sys.stderr)
+        return 2
+    except (ValueError, FileNotFoundError) as e:
+        print(f"fptt-ext {getattr(args, 'command', None) or ''}: error: {e}".replace(" :", ":"), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("fptt-ext: interrupted", file=sys.stderr)
+        return 130
+
+
+# The subcommands register themselves on import (after register_command exists).
+from . import addtask, bench, train, zoo  # noqa: F401

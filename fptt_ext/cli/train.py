@@ -1,0 +1,85 @@
+"""``fptt-ext train`` and ``fptt-ext eval``: image classifiers."""
+
+from __future__ import annotations
+
+import argparse
+
+from . import _positive_int, _set_threads, register_command
+
+
+def _train_arguments(p: argparse.ArgumentParser) -> None:
+    from ..data.encodings import ENCODINGS
+    from ..experiments.classify import DATASETS, OPTIMIZERS, PRECISIONS
+    from ..zoo.base import NEURONS
+
+    p.add_argument("--model", default="ostl_rmnist", help="zoo classifier (default ostl_rmnist; see `fptt-ext zoo list`)")
+    p.add_argument("--dataset", choices=sorted(DATASETS), default=None, help="default: the model card's")
+    p.add_argument("--encoding", choices=sorted(ENCODINGS), default=None, help="default: the model card's")
+    p.add_argument("--T", type=int, default=None, help="time steps per image (default: the card's, 20 for images)")
+    p.add_argument("--method", default="fptt", help="fptt, bptt or tbptt-k (e.g. tbptt-1); default fptt")
+    p.add_argument("--K", type=int, default=None, help="FPTT windows (default T)")
+    p.add_argument("--neuron", choices=NEURONS, default="ltc")
+    p.add_argument("--hidden", type=_positive_int, nargs="+", default=None,
+                   help="hidden layer sizes of dense/recurrent nets (default: the model's)")
+    p.add_argument("--epochs", type=_positive_int, default=1)
+    p.add_argument("--batch-size", type=_positive_int, default=None, help="default: the card's recipe")
+    p.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default=None,
+                   help="default: the card's recipe (adam 3e-3 for SRNNs, adamax 1e-3 for SCNNs, as in the papers)")
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default: the card's recipe)")
+    p.add_argument("--lr-step", type=_positive_int, default=None, help="halve the learning rate every N epochs")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                   help="bf16: forward/backward under CPU autocast (weights stay fp32)")
+    p.add_argument("--channels-last", action="store_true", help="NHWC memory format for conv nets")
+    p.add_argument("--alpha", type=float, default=0.1)
+    p.add_argument("--beta", type=float, default=0.5)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="runs/train", help="run directory (default runs/train)")
+    p.add_argument("--checkpoint-every", type=_positive_int, default=100, help="batches between checkpoints")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.add_argument("--limit-train", type=_positive_int, default=None, help="use only the first N training images")
+    p.add_argument("--limit-test", type=_positive_int, default=None, help="use only the first N test images")
+    p.add_argument("--threads", type=_positive_int, default=None, help="torch.set_num_threads for this process")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def _parse_method(text: str) -> tuple[str, int]:
+    if text in ("fptt", "bptt"):
+        return text, 1
+    if text.startswith("tbptt-") and text[6:].isdigit() and int(text[6:]) > 0:
+        return "tbptt", int(text[6:])
+    raise ValueError(f"unknown method {text!r}; use fptt, bptt or tbptt-k with k >= 1 (e.g. tbptt-1)")
+
+
+def _train_run(args: argparse.Namespace) -> int:
+    from ..experiments.classify import train_classifier
+
+    _set_threads(args.threads)
+    method, k = _parse_method(args.method)
+    s = train_classifier(model_name=args.model, dataset=args.dataset, encoding=args.encoding, T=args.T, method=method, K=args.K, k=k,
+                         neuron=args.neuron, hidden=args.hidden and tuple(args.hidden), epochs=args.epochs,
+                         batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr, lr_step=args.lr_step,
+                         alpha=args.alpha, beta=args.beta, precision=args.precision,
+                         channels_last=args.channels_last, seed=args.seed, out_dir=args.out,
+                         checkpoint_every=args.checkpoint_every, resume=args.resume, limit_train=args.limit_train,
+                         limit_test=args.limit_test, progress=not args.no_progress)
+    print(f"test accuracy: {s['test_acc']:.2f}% on {s['test_n']} {s['dataset']} test images "
+          f"({s['data_time_share']:.1%} of the training time in data loading); results in {args.out}")
+    return 0
+
+
+def _eval_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a directory written by `fptt-ext train`")
+    p.add_argument("--limit", type=_positive_int, default=None, help="evaluate the first N test images only")
+
+
+def _eval_run(args: argparse.Namespace) -> int:
+    from ..experiments.classify import evaluate_run
+
+    r = evaluate_run(args.run_dir, limit=args.limit)
+    print(f"test accuracy: {r['test_accuracy']:.2f}% on {r['n']} images")
+    return 0
+
+
+register_command("train", "train an LTC-SNN classifier online (FPTT / BPTT / TBPTT-k) on an image dataset",
+                 _train_arguments, _train_run)
+register_command("eval", "evaluate the weights of a `fptt-ext train` run on its test set", _eval_arguments, _eval_run)

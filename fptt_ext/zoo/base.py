@@ -1,0 +1,237 @@
+"""What every zoo network shares: SpikingJelly's step-mode convention, the neuron switch
+(``neuron=``), the backend switch (``backend=``) and the layer notation of the papers.
+
+* :class:`SpikingNet` - a ``StepModule``: ``step_mode="s"`` (default, what the FPTT loop
+  drives) maps ``x_t`` ``[B, ...]`` to ``[B, n_out]``; ``step_mode="m"`` maps ``x_seq``
+  ``[T, B, ...]`` to ``[T, B, n_out]``. ``spikingjelly...functional.reset_net`` resets it
+  whichever backend built its layers.
+* :func:`make_neuron` - one spiking layer of the chosen kind for the chosen backend.
+* :func:`architecture` - the papers' notation (``ConvK3C32S1P1-MPK2S2-...-10I``) read
+  off the built modules, so tests compare the real layers with the SPEC's lists.
+
+Example:
+    >>> import torch
+    >>> from spikingjelly.activation_based import functional
+    >>> net = SpikingNet(nn.Sequential(nn.Linear(4, 8), make_neuron("ltc", 8), nn.Linear(8, 3),
+    ...                                make_readout(3)))
+    >>> architecture(net)
+    '8D-3I'
+    >>> net(torch.rand(2, 4)).shape                       # one step
+    torch.Size([2, 3])
+    >>> functional.set_step_mode(net, "m")
+    >>> net(torch.rand(5, 2, 4)).shape                    # a whole sequence
+    torch.Size([5, 2, 3])
+    >>> functional.reset_net(net)
+"""
+
+from __future__ import annotations
+
+import torch
+from spikingjelly.activation_based import base
+from spikingjelly.activation_based import layer as sj_layer
+from spikingjelly.activation_based import neuron as sj_neuron
+from torch import nn
+
+from ..neurons import spikingjelly as sj_nodes
+from ..neurons.snntorch import ALIF, LI, LTC
+from ..neurons.surrogate import MultiGaussian
+
+__all__ = ["BACKENDS", "NEURONS", "Branches", "SpikingNet", "architecture", "layers_for", "make_neuron",
+           "make_readout"]
+
+NEURONS = ("ltc", "ltc-minus", "alif", "leaky", "plif")
+BACKENDS = ("snntorch", "spikingjelly")
+
+
+def _check(neuron: str, backend: str) -> None:
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
+    if neuron not in NEURONS:
+        raise ValueError(f"unknown neuron {neuron!r}; choose one of {NEURONS}")
+    if neuron == "leaky" and backend == "spikingjelly":
+        raise ValueError("snntorch's Leaky runs one step per call; use backend='snntorch' with neuron='leaky'")
+
+
+def make_neuron(neuron: str, size: int, *, conv: bool = False, backend: str = "snntorch") -> nn.Module:
+    """A spiking layer of ``size`` neurons (channels if ``conv``) that keeps its own state.
+
+    ``neuron``: ``"ltc"`` (LTC-SN), ``"ltc-minus"`` (liquid membrane, constant adaptation),
+    ``"alif"`` (constant gates), ``"leaky"`` (``snntorch.Leaky``, beta 0.9 learned) or
+    ``"plif"`` (``spikingjelly...ParametricLIFNode``); the two baselines use the
+    multi-Gaussian surrogate too, so only the neuron model differs.
+
+    >>> type(make_neuron("plif", 4)).__name__, type(make_neuron("ltc", 4, backend="spikingjelly")).__name__
+    ('ParametricLIFNode', 'LTCNode')
+    """
+    _check(neuron, backend)
+    conv = True if conv else None
+    if neuron == "plif":
+        return sj_neuron.ParametricLIFNode(surrogate_function=MultiGaussian(), detach_reset=False)
+    if neuron == "leaky":
+        import snntorch as snn
+
+        return snn.Leaky(beta=0.9, learn_beta=True, init_hidden=True, spike_grad=MultiGaussian())
+    if backend == "snntorch":
+        if neuron == "alif":
+            return ALIF(init_hidden=True, size=size, conv=conv)
+        return LTC(init_hidden=True, size=size, conv=conv, liquid_adp=neuron == "ltc")
+    if neuron == "alif":
+        return sj_nodes.ALIFNode(size=size, conv=conv)
+    return sj_nodes.LTCNode(size=size, conv=conv, liquid_adp=neuron == "ltc")
+
+
+def make_readout(size: int, *, backend: str = "snntorch") -> nn.Module:
+    """The leaky-integrator readout (``I`` in the notation): its state is the prediction."""
+    return LI(init_hidden=True, size=size) if backend == "snntorch" else sj_nodes.LINode(size=size)
+
+
+class _Layers:
+    """Stateless layers of one backend: torch's for snnTorch, SpikingJelly's (with a step mode) otherwise."""
+
+    def __init__(self, backend: str):
+        self.lib = nn if backend == "snntorch" else sj_layer
+
+    def __getattr__(self, name):
+        return getattr(self.lib, name)
+
+
+def layers_for(backend: str) -> _Layers:
+    """``layers_for(backend).Conv2d(...)`` etc.: ``torch.nn`` or ``spikingjelly...layer``."""
+    _check("ltc", backend)
+    return _Layers(backend)
+
+
+class Branches(nn.Module):
+    """Split the input along dim 1 into ``sizes`` and run one branch on each; concatenate.
+
+    The papers' ``[1024,1024]-[512D,512D]`` (one branch per event polarity).
+
+    >>> b = Branches([2, 3], [nn.Linear(2, 4), nn.Linear(3, 4)])
+    >>> b(torch.rand(5, 5)).shape
+    torch.Size([5, 8])
+    """
+
+    def __init__(self, sizes: list[int], branches: list[nn.Module]):
+        super().__init__()
+        if len(sizes) != len(branches):
+            raise ValueError(f"{len(sizes)} input sizes for {len(branches)} branches")
+        self.sizes = list(sizes)
+        self.branches = nn.ModuleList(branches)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.flatten(1)
+        if x.shape[1] != sum(self.sizes):
+            raise ValueError(f"expected {sum(self.sizes)} input features per sample (split {self.sizes}), "
+                             f"got {x.shape[1]}")
+        return torch.cat([b(part) for b, part in zip(self.branches, x.split(self.sizes, dim=1))], dim=1)
+
+
+class SpikingNet(base.StepModule, nn.Module):
+    """A network that follows SpikingJelly's step-mode convention on either backend.
+
+    ``forward_step(x_t)`` (default: ``self.layers(x_t)``) is one time step. In
+    multi-step mode a snnTorch-built net loops over ``T``; a SpikingJelly-built net
+    passes the whole ``[T, B, ...]`` tensor through its multi-step layers at once.
+    """
+
+    def __init__(self, layers: nn.Module | None = None, *, backend: str = "snntorch", step_mode: str = "s",
+                 input_shape: tuple[int, ...] | None = None):
+        nn.Module.__init__(self)
+        _check("ltc", backend)
+        self.backend = backend
+        self.input_shape = None if input_shape is None else tuple(input_shape)
+        if layers is not None:
+            self.layers = layers
+        self._step_mode = "s"
+        self.step_mode = step_mode
+
+    @property
+    def step_mode(self) -> str:
+        return self._step_mode
+
+    @step_mode.setter
+    def step_mode(self, value: str) -> None:
+        if value not in ("s", "m"):
+            raise ValueError(f"step_mode must be 's' (one step per call) or 'm' ([T, B, ...]), got {value!r}")
+        self._step_mode = value
+        if self.backend == "spikingjelly":
+            for m in self.modules():
+                if m is not self and isinstance(m, base.StepModule):
+                    m.step_mode = value
+
+    def forward_step(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+    def _check_input(self, x) -> None:
+        if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+            raise TypeError(f"{type(self).__name__} expects a floating-point tensor, got "
+                            f"{getattr(x, 'dtype', type(x).__name__)}; convert it with x.float()")
+        lead = 1 if self.step_mode == "s" else 2
+        what = "[B, ...]" if lead == 1 else "[T, B, ...]"
+        if self.input_shape is not None:
+            what = what.replace("...", ", ".join(map(str, self.input_shape)))
+        bad = x.dim() < lead + 1 or 0 in x.shape[:lead]
+        if self.input_shape is not None:
+            bad = bad or x.dim() != lead + len(self.input_shape) or tuple(x.shape[lead:]) != self.input_shape
+        if bad:
+            hint = " (use step_mode='m' for a whole sequence)" if lead == 1 and x.dim() > 1 + len(
+                self.input_shape or ()) else ""
+            raise ValueError(f"{type(self).__name__} in step_mode={self.step_mode!r} expects input {what}, "
+                             f"got shape {tuple(x.shape)}{hint}")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._check_input(x)
+        if self.step_mode == "s":
+            return self.forward_step(x)
+        if self.backend == "spikingjelly":
+            return self.forward_step(x)
+        return torch.stack([self.forward_step(x_t) for x_t in x])
+
+    def extra_repr(self) -> str:
+        return f"backend={self.backend!r}, step_mode={self.step_mode!r}"
+
+
+def _spiking(m: nn.Module) -> bool:
+    return type(m).__name__ in ("LTC", "ALIF", "Leaky", "LTCNode", "ALIFNode", "ParametricLIFNode")
+
+
+def _readout(m: nn.Module) -> bool:
+    return type(m).__name__ in ("LI", "LINode")
+
+
+def architecture(model: nn.Module) -> str:
+    """The papers' layer notation read off ``model``'s modules, in order.
+
+    ``ConvK{k}C{out}S{stride}P{pad}``, ``MPK{k}S{stride}``, ``{n}D`` (a Linear whose
+    output goes to spiking neurons), ``{n}R`` (recurrent spiking), ``{n}I`` (a Linear
+    feeding the leaky-integrator readout), ``Linear{n}`` (a plain linear readout),
+    ``[a,b]`` for :class:`Branches`."""
+    from ..neurons.recurrent import RecurrentSpiking
+
+    def walk(module: nn.Module) -> list[str]:
+        out, pending = [], None
+        for m in module.children():
+            if isinstance(m, Branches):
+                out.append("[" + ",".join(str(s) for s in m.sizes) + "]")
+                out.append("[" + ",".join("-".join(walk(b)) for b in m.branches) + "]")
+            elif isinstance(m, RecurrentSpiking):
+                out.append(f"{m.fc.out_features}R")
+            elif isinstance(m, nn.Conv2d):
+                out.append(f"ConvK{m.kernel_size[0]}C{m.out_channels}S{m.stride[0]}P{m.padding[0]}")
+            elif isinstance(m, nn.MaxPool2d):
+                out.append(f"MPK{m.kernel_size}S{m.stride}")
+            elif isinstance(m, nn.Linear):
+                pending = m.out_features
+            elif _spiking(m) and pending is not None:
+                out.append(f"{pending}D")
+                pending = None
+            elif _readout(m) and pending is not None:
+                out.append(f"{pending}I")
+                pending = None
+            elif not _spiking(m) and not _readout(m) and any(True for _ in m.children()):
+                out += walk(m)
+        if pending is not None:  # a plain Linear readout (no neuron after it)
+            out.append(f"Linear{pending}")
+        return out
+
+    return "-".join(walk(model))
