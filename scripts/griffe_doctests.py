@@ -5,7 +5,9 @@ under an ``Example:`` heading, which the Google-style parser renders as an admon
 body is Markdown. In Markdown a ``>>>`` line is a nested block quote and ``x[0][1]`` a
 reference link, so each run of doctest lines (the prompts and the expected output up to the
 next blank line) is wrapped in a ``pycon`` code fence before the docstring is parsed.
-Sphinx cross-reference roles (``:class:`~fptt_ext.FPTT```) become plain code spans.
+Sphinx cross-reference roles (``:class:`~fptt_ext.FPTT```) become plain code spans, a
+``.. math::`` block a code block of its LaTeX, and a paragraph's closing ``::`` (reST's
+literal-block marker, whose indented block Markdown already shows as code) a ``:``.
 """
 
 from __future__ import annotations
@@ -52,9 +54,40 @@ def fence_doctests(text: str) -> str:
     return "\n".join(out)
 
 
+def rst_blocks(text: str) -> str:
+    r"""reST ``.. math::`` blocks to fenced ``latex`` code; ``text::`` before a literal block to ``text:``.
+
+    >>> rst_blocks(".. math::\n    a = b\n\nText::\n\n    code").splitlines()
+    ['```latex', 'a = b', '```', '', 'Text:', '', '    code']
+    """
+    out: list[str] = []
+    lines = text.splitlines()
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        stripped = line.strip()
+        if stripped == ".. math::":
+            indent = line[: len(line) - len(line.lstrip())]
+            i += 1
+            block = []
+            while i < len(lines) and (not lines[i].strip() or len(lines[i]) - len(lines[i].lstrip()) > len(indent)):
+                block.append(lines[i])
+                i += 1
+            while block and not block[-1].strip():
+                block.pop()
+            width = min(len(b) - len(b.lstrip()) for b in block if b.strip()) if block else 0
+            out += [f"{indent}```latex", *(f"{indent}{b[width:]}" for b in block), f"{indent}```", ""]
+            continue
+        if stripped.endswith("::") and not stripped.startswith(".."):
+            line = line[: line.rindex("::")] + ":"
+        out.append(line)
+        i += 1
+    return "\n".join(out)
+
+
 class DoctestFences(griffe.Extension):
     """Fence the doctest blocks of every docstring griffe loads."""
 
     def on_object(self, *, obj: griffe.Object, **kwargs) -> None:
         if obj.docstring is not None:
-            obj.docstring.value = plain_roles(fence_doctests(obj.docstring.value))
+            obj.docstring.value = plain_roles(rst_blocks(fence_doctests(obj.docstring.value)))
