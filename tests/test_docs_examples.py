@@ -53,13 +53,18 @@ def test_page_examples_run(page, tmp_path, monkeypatch, capsys):
         sys.modules.pop(namespace["__name__"], None)
 
 
-def test_doctest_fences():
-    """The docs' griffe extension turns doctest blocks into code fences (for mkdocstrings)."""
+def test_docs_griffe_extension():
+    """The docs' griffe extension (mkdocs.yml) turns doctests into code fences, reST math and
+    roles into Markdown; its own doctests check each rewrite."""
+    import doctest
+
     sys.path.insert(0, str(ROOT / "scripts"))
     try:
-        from griffe_doctests import fence_doctests
+        import griffe_doctests
     finally:
         sys.path.pop(0)
+    result = doctest.testmod(griffe_doctests)
+    assert result.failed == 0 and result.attempted >= 3
     text = "Example:\n    >>> x = [1][0]\n    >>> x\n    1\n\nText."
-    assert fence_doctests(text).splitlines() == [
+    assert griffe_doctests.fence_doctests(text).splitlines() == [
         "Example:", "    ```pycon", "    >>> x = [1][0]", "    >>> x", "    1", "    ```", "", "Text."]
