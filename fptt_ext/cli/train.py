@@ -68,18 +68,28 @@ def _train_run(args: argparse.Namespace) -> int:
 
 
 def _eval_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run_dir", metavar="RUN_DIR", help="a directory written by `fptt-ext train`")
-    p.add_argument("--limit", type=_positive_int, default=None, help="evaluate the first N test images only")
+    p.add_argument("target", metavar="RUN_DIR|MODEL",
+                   help="a directory written by `fptt-ext train`, or a zoo model name (its published checkpoint)")
+    p.add_argument("--limit", type=_positive_int, default=None,
+                   help="evaluate the first N test images only (Add-task: N batches of 100)")
 
 
 def _eval_run(args: argparse.Namespace) -> int:
     from ..experiments.classify import evaluate_run
+    from ..zoo import evaluate, list_models
 
-    r = evaluate_run(args.run_dir, limit=args.limit)
-    print(f"test accuracy: {r['test_accuracy']:.2f}% on {r['n']} images")
+    if args.target in list_models():
+        r = evaluate(args.target, pretrained=True, limit=args.limit)
+    else:
+        r = evaluate_run(args.target, limit=args.limit)
+    if "test_mse" in r:
+        print(f"test MSE: {r['test_mse']:.4f} on {r['n']} sequences")
+    else:
+        print(f"test accuracy: {r['test_accuracy']:.2f}% on {r['n']} images")
     return 0
 
 
 register_command("train", "train an LTC-SNN classifier online (FPTT / BPTT / TBPTT-k) on an image dataset",
                  _train_arguments, _train_run)
-register_command("eval", "evaluate the weights of a `fptt-ext train` run on its test set", _eval_arguments, _eval_run)
+register_command("eval", "evaluate a `fptt-ext train` run or a pretrained zoo model on its test set",
+                 _eval_arguments, _eval_run)

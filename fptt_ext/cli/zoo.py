@@ -1,4 +1,4 @@
-"""``fptt-ext zoo``: list the model zoo, show a card."""
+"""``fptt-ext zoo``: list the model zoo, show a card, publish a training run as a checkpoint."""
 
 from __future__ import annotations
 
@@ -8,8 +8,11 @@ from . import register_command
 
 
 def _zoo_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("action", choices=("list", "show"), help="list the models, or show one model's card")
-    p.add_argument("name", nargs="?", default=None, help="model name (for show) or a pattern (for list)")
+    p.add_argument("action", choices=("list", "show", "publish"),
+                   help="list the models, show one model's card, or publish a run's weights as NAME's checkpoint")
+    p.add_argument("name", nargs="?", default=None, help="model name (for show/publish) or a pattern (for list)")
+    p.add_argument("run", nargs="?", default=None, metavar="RUN_DIR", help="publish: the training run directory")
+    p.add_argument("--notes", default=None, help="publish: a remark stored in the card")
 
 
 def _zoo_run(args: argparse.Namespace) -> int:
@@ -24,9 +27,18 @@ def _zoo_run(args: argparse.Namespace) -> int:
             print(f"{name:16} {card['dataset']:14} T={card['T']!s:5} {weights}")
         return 0
     if args.name is None:
-        raise ValueError("zoo show needs a model name; see `fptt-ext zoo list`")
+        raise ValueError(f"zoo {args.action} needs a model name; see `fptt-ext zoo list`")
+    if args.action == "publish":
+        from ..zoo.publish import publish
+
+        if args.run is None:
+            raise ValueError("zoo publish needs NAME and RUN_DIR (a directory written by `fptt-ext train`)")
+        card = publish(args.name, args.run, notes=args.notes)
+        score = {k: card[k] for k in ("test_accuracy", "test_mse") if card.get(k) is not None}
+        print(f"published {card['checkpoint']} (sha256 {card['sha256'][:12]}...), {score} on {card['test_n']}")
+        return 0
     print(json.dumps(model_card(args.name), indent=2))
     return 0
 
 
-register_command("zoo", "list the model zoo or show a model card", _zoo_arguments, _zoo_run)
+register_command("zoo", "list the model zoo, show a model card, publish a checkpoint", _zoo_arguments, _zoo_run)

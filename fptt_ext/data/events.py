@@ -55,10 +55,13 @@ from .images import DatasetNotFoundError
 __all__ = [
     "CIFAR10_DVS_CLASSES",
     "DVS_GESTURE_CLASSES",
+    "EVENT_DATASETS",
+    "EVENT_ENCODINGS",
     "EqualTimeFrames",
     "EventFrames",
     "cifar10_dvs",
     "dvs_gesture",
+    "event_split",
     "split_per_class",
 ]
 
@@ -344,3 +347,25 @@ def cifar10_dvs(root=None, T: int = 20, pool: int = 1, split: str = "train") -> 
     ds.data = [ds.data[i] for i in order]
     ds.targets = [ds.targets[i] for i in order]
     return EventFrames(ds, T, pool, indices=split_per_class(ds.targets, split))
+
+
+EVENT_ENCODINGS = {"frames": 1, "frames32": 4}  # encoding name -> average-pool factor (128x128 or 32x32 frames)
+
+
+def event_split(name: str, split: str, root=None, T: int = 20, encoding: str = "frames") -> EventFrames:
+    """The ``split`` of event dataset ``name`` (a key of :data:`EVENT_DATASETS`) as ``T``
+    frames per recording, ``encoding`` ``"frames"`` (2x128x128) or ``"frames32"`` (2x32x32).
+
+    >>> event_split("mnist", "test")
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown event dataset 'mnist'; choose one of ['cifar10-dvs', 'dvs-gesture']
+    """
+    if name not in EVENT_DATASETS:
+        raise ValueError(f"unknown event dataset {name!r}; choose one of {sorted(EVENT_DATASETS)}")
+    if encoding not in EVENT_ENCODINGS:
+        raise ValueError(f"unknown event encoding {encoding!r}; choose one of {sorted(EVENT_ENCODINGS)}")
+    return EVENT_DATASETS[name](split=split, root=root, T=T, pool=EVENT_ENCODINGS[encoding])
+
+
+EVENT_DATASETS = {"dvs-gesture": dvs_gesture, "cifar10-dvs": cifar10_dvs}

@@ -7,7 +7,7 @@
 
 from . import models  # noqa: F401  (registers the entries)
 from .base import SpikingNet, architecture
-from .evaluate import accuracy, evaluate
+from .evaluate import accuracy, addtask_mse, evaluate, loader_accuracy
 from .registry import (
                        CheckpointError,
                        create_model,
@@ -18,5 +18,5 @@ from .registry import (
                        register_model,
 )
 
-__all__ = ["CheckpointError", "SpikingNet", "accuracy", "architecture", "create_model", "evaluate", "list_models",
-           "load_pretrained", "model_card", "model_constructor", "register_model"]
+__all__ = ["CheckpointError", "SpikingNet", "accuracy", "addtask_mse", "architecture", "create_model", "evaluate", "list_models",
+           "load_pretrained", "loader_accuracy", "model_card", "model_constructor", "register_model"]

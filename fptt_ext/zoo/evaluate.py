@@ -11,13 +11,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..data.addtask import AddTask
 from ..data.encodings import encode
+from ..data.events import EVENT_DATASETS, event_split
 from ..data.images import image_split
 from ..fptt.loop import is_multi_step, run_sequence
 from ..fptt.state import StatefulModules
 from .registry import create_model, model_card
 
-__all__ = ["accuracy", "evaluate"]
+__all__ = ["accuracy", "addtask_mse", "evaluate", "loader_accuracy"]
 
 
 @torch.no_grad()
@@ -49,8 +51,9 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, encoding: str, 
 
 
 def evaluate(name_or_model, pretrained: bool = True, limit: int | None = None, *, card: dict | None = None,
-             dataset: str | None = None, **kwargs) -> dict:
-    """``{"test_accuracy": percent, "n": samples}`` of a zoo model on its card's test set.
+             dataset: str | None = None, root=None, **kwargs) -> dict:
+    """``{"test_accuracy": percent, "n": samples}`` of a zoo model on its card's test set
+    (``{"test_mse", "n"}`` for the Add-task model, on ``limit`` or 10 batches of 100).
 
     ``name_or_model``: a registered name (built with ``create_model(name, pretrained, **kwargs)``)
     or a model made by :func:`create_model` (its card is ``model.zoo_card``), or any model
@@ -68,7 +71,59 @@ def evaluate(name_or_model, pretrained: bool = True, limit: int | None = None, *
         model, card = name_or_model, card or getattr(name_or_model, "zoo_card", None)
         if card is None:
             raise ValueError("pass card= (a model card dict) for a model not made by create_model")
+    if card["task"] == "regression" and card["dataset"] == "addtask":
+        return addtask_mse(model, card["T"], batches=limit or 10)
     if card["task"] != "classification":
-        raise ValueError(f"{card['name']} is a {card['task']} model; evaluate() scores image classifiers")
+        raise ValueError(f"{card['name']} is a {card['task']} model; evaluate() scores classifiers and the Add-task")
+    if (dataset or card["dataset"]) in EVENT_DATASETS:
+        test = event_split(dataset or card["dataset"], "test", root, card["T"], card["encoding"])
+        if limit:
+            test = torch.utils.data.Subset(test, range(min(limit, len(test))))
+        return {"test_accuracy": loader_accuracy(model, torch.utils.data.DataLoader(test, batch_size=16)),
+                "n": len(test)}
     x, y = image_split(dataset or card["dataset"], "test", limit)
     return {"test_accuracy": accuracy(model, x, y, card["encoding"], card["T"]), "n": len(y)}
+
+
+@torch.no_grad()
+def loader_accuracy(model: nn.Module, loader) -> float:
+    """Accuracy in percent at the last step over ``(frames [B, T, ...], label)`` batches.
+
+    >>> from torch.utils.data import DataLoader, TensorDataset
+    >>> from fptt_ext.zoo import create_model
+    >>> data = TensorDataset(torch.rand(4, 3, 2, 32, 32), torch.zeros(4, dtype=torch.long))
+    >>> 0.0 <= loader_accuracy(create_model("srnn_dvsgesture"), DataLoader(data, batch_size=2)) <= 100.0
+    True
+    """
+    states, multi_step, was_training = StatefulModules(model), is_multi_step(model), model.training
+    model.eval()
+    correct = total = 0
+    for frames, y in loader:
+        states.reset()
+        out, _ = run_sequence(model, frames.transpose(0, 1), multi_step=multi_step)
+        correct += (out[-1].argmax(-1) == y).sum().item()
+        total += len(y)
+    model.train(was_training)
+    return 100.0 * correct / max(total, 1)
+
+
+@torch.no_grad()
+def addtask_mse(model: nn.Module, T: int, *, batches: int = 10, batch_size: int = 100, seed: int = 12345) -> dict:
+    """``{"test_mse", "n"}``: final-step MSE on ``batches`` fresh Add-task batches drawn from
+    ``seed`` (a stream the training runs, seeded from 0 upwards, do not use).
+
+    >>> from fptt_ext.zoo import create_model
+    >>> r = addtask_mse(create_model("srnn_addtask", hidden=4), T=6, batches=2, batch_size=3)
+    >>> r["n"], r["test_mse"] >= 0
+    (6, True)
+    """
+    states, was_training = StatefulModules(model), model.training
+    model.eval()
+    errors = []
+    for i in range(batches):
+        x, y = AddTask(T, batch_size, seed=seed).batch(i)
+        states.reset()
+        out, _ = run_sequence(model, x, multi_step=is_multi_step(model))
+        errors.append(((out[-1].reshape(y.shape) - y) ** 2).mean().item())
+    model.train(was_training)
+    return {"test_mse": sum(errors) / len(errors), "n": batches * batch_size}

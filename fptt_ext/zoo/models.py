@@ -30,8 +30,8 @@ def _train(name: str, extra: str = "") -> str:
     return f"fptt-ext train --model {name}{extra} --out runs/zoo-{name}"
 
 
-def _events(name: str) -> str:  # event data is only where the user has it: the example script reads it
-    return f"python examples/train_events.py --model {name} --root DATA_DIR --out runs/zoo-{name}"
+def _events(name: str) -> str:  # event recordings are only where the user has them: --root names the folder
+    return f"fptt-ext train-events --model {name} --root DATA_DIR --epochs 100 --out runs/zoo-{name}"
 
 
 # ------------------------------------------------------------------ SCNNs (static images)
@@ -133,7 +133,7 @@ def srnn_dvsgesture(neuron: str = "ltc", backend: str = "snntorch", hidden: int 
     "srnn_addtask", task="regression", dataset="addtask", encoding="addtask", T=1000,
     paper_test_accuracy=None, paper_metric="Add-task MSE (the paper: converges to ~0 with FPTT)",
     architecture="128R-Linear1", num_params=82_689,
-    train_command="fptt-ext addtask --T 1000 --method fptt --model ltc",
+    train_command="fptt-ext addtask --T 1000 --method fptt --model ltc --iterations 1000 --out runs/addtask/fptt-ltc",
     description="128 recurrent LTC-SN and a Linear(128, 1) readout")
 def srnn_addtask(neuron: str = "ltc", backend: str = "snntorch", hidden: int = 128, step_mode: str = "s"):
     return AddTaskSNN(neuron, hidden=hidden, backend=backend, step_mode=step_mode)
