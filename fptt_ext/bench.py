@@ -29,7 +29,13 @@ def saved_bytes_per_update(method: str, T: int, *, batch_size: int = 16, hidden:
     random spike sequence ``[T, batch_size, n_in]`` with ``method`` ("fptt", "bptt", "tbptt").
 
     ``bytes_per_update`` is the largest count of any update (the memory one update needs);
-    ``bytes_total`` sums all updates of the sequence."""
+    ``bytes_total`` sums all updates of the sequence.
+
+    Example:
+        >>> r = saved_bytes_per_update("bptt", T=4, batch_size=2, n_in=10, hidden=(8,))
+        >>> r["updates"], r["bytes_per_update"] == r["bytes_total"]   # BPTT: one update per sequence
+        (1, True)
+    """
     torch.manual_seed(seed)
     model = OSTLNet(n_in=n_in, hidden=hidden, n_out=10)
     trainer = SequenceTrainer(model, torch.optim.SGD(model.parameters(), lr=1e-3), method=method, K=K, k=k,
@@ -58,5 +64,11 @@ def saved_bytes_per_update(method: str, T: int, *, batch_size: int = 16, hidden:
 
 
 def saved_bytes_table(Ts=(20, 100, 500, 1000), methods=("fptt", "bptt"), **kwargs) -> list[dict]:
-    """:func:`saved_bytes_per_update` for every method and T."""
+    """:func:`saved_bytes_per_update` for every method and T.
+
+    Example:
+        >>> rows = saved_bytes_table(Ts=(4, 8), batch_size=2, n_in=10, hidden=(8,))
+        >>> [(r["method"], r["T"], r["updates"]) for r in rows]
+        [('fptt', 4, 4), ('fptt', 8, 8), ('bptt', 4, 1), ('bptt', 8, 1)]
+    """
     return [saved_bytes_per_update(m, T, **kwargs) for m in methods for T in Ts]

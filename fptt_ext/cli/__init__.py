@@ -26,7 +26,15 @@ __all__ = ["COMMANDS", "UsageError", "build_parser", "main", "register_command"]
 
 
 class UsageError(Exception):
-    """Raised (instead of printing usage and exiting) when argparse rejects the input."""
+    """Raised (instead of printing usage and exiting) when argparse rejects the input.
+
+    Example:
+        >>> try:
+        ...     build_parser().parse_args(["--no-such-flag"])
+        ... except UsageError as err:
+        ...     print(str(err)[:27])
+        fptt-ext: error: unrecogniz
+    """
 
 
 class _Parser(argparse.ArgumentParser):
@@ -38,7 +46,17 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callab
 
 
 def register_command(name: str, help: str, add_arguments, run) -> None:
-    """Add a subcommand: ``add_arguments(parser)`` then ``run(args) -> exit code``."""
+    """Add a subcommand: ``add_arguments(parser)`` then ``run(args) -> exit code``.
+
+    Example:
+        >>> def add_arguments(p):
+        ...     p.add_argument("--name", default="world")
+        >>> register_command("hello", "print a greeting", add_arguments, lambda args: print("hello", args.name) or 0)
+        >>> main(["hello", "--name", "LTC"])
+        hello LTC
+        0
+        >>> del COMMANDS["hello"]
+    """
     COMMANDS[name] = (help, add_arguments, run)
 
 
@@ -61,6 +79,12 @@ def _set_threads(n) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``fptt-ext`` argument parser, with one subparser per registered command.
+
+    >>> args = build_parser().parse_args(["addtask", "--T", "50", "--method", "bptt"])
+    >>> args.command, args.T, args.method
+    ('addtask', 50, 'bptt')
+    """
     from .. import __version__
 
     parser = _Parser(prog="fptt-ext", description="Liquid time-constant SNNs trained with FPTT.")
@@ -74,7 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``fptt-ext`` / ``python -m fptt_ext``; returns the exit code."""
+    """Entry point of ``fptt-ext`` / ``python -m fptt_ext``; returns the exit code.
+
+    Example:
+        >>> main(["addtask", "--T", "1"])               # bad input: one line on stderr, exit code 2
+        2
+    """
     parser, args = build_parser(), None
     try:
         args = parser.parse_args(argv)

@@ -139,6 +139,17 @@ class EventFrames(Dataset):
 
     ``indices`` selects recordings (in the order of ``files``); ``tonic_dataset``
     is the underlying tonic object (its ``transform`` makes the frames).
+
+    Example:
+        >>> import pathlib, tempfile
+        >>> import numpy as np
+        >>> root = pathlib.Path(tempfile.mkdtemp())                                  # a one-recording DVS-Gesture
+        >>> rec = root / "DVSGesture" / "ibmGestureTrain" / "user01_fluorescent"
+        >>> rec.mkdir(parents=True)
+        >>> np.save(rec / "3.npy", np.array([[10, 20, 1, 0], [11, 20, 0, 500], [12, 21, 1, 999]]))  # x, y, p, t
+        >>> ds = dvs_gesture("train", root=root, T=4, pool=4)                  # an EventFrames
+        >>> ds, ds[0][0].shape, ds.targets
+        (EventFrames(DVSGesture, n=1, T=4, pool=4), torch.Size([4, 2, 32, 32]), [3])
     """
 
     def __init__(self, tonic_dataset, T: int, pool: int = 1, indices=None):
@@ -234,6 +245,18 @@ def dvs_gesture(split: str = "train", root=None, T: int = 20, pool: int = 1) -> 
     Items ``(frames [T, 2, 128/pool, 128/pool] float32, label in 0..10)``; see the
     module docstring for the layout and binning. Recordings are ordered by
     path (user, lighting, label), whatever the file system's order.
+
+    Example:
+        >>> import pathlib, tempfile
+        >>> import numpy as np
+        >>> root = pathlib.Path(tempfile.mkdtemp())                                  # a one-recording DVS-Gesture
+        >>> rec = root / "DVSGesture" / "ibmGestureTrain" / "user01_fluorescent"
+        >>> rec.mkdir(parents=True)
+        >>> np.save(rec / "3.npy", np.array([[10, 20, 1, 0], [11, 20, 0, 500], [12, 21, 1, 999]]))  # x, y, p, t
+        >>> ds = dvs_gesture("train", root=root, T=4)
+        >>> frames, label = ds[0]
+        >>> frames.shape, label, DVS_GESTURE_CLASSES[label], frames.sum().item()     # every event counted once
+        (torch.Size([4, 2, 128, 128]), 3, 'right arm cw', 3.0)
     """
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
@@ -291,6 +314,14 @@ def cifar10_dvs(root=None, T: int = 20, pool: int = 1, split: str = "train") -> 
     Items ``(frames [T, 2, 128/pool, 128/pool] float32, label in 0..9)``.
     ``split``: ``"train"`` (first 90% of each class's files, sorted by name),
     ``"test"`` (the last 10%) or ``"all"``. Needs the ``aedat`` package.
+
+    Example:
+        >>> import tempfile
+        >>> try:                                         # nothing is downloaded: the error says how to get the files
+        ...     cifar10_dvs(root=tempfile.mkdtemp(), T=10)
+        ... except DatasetNotFoundError as err:
+        ...     print(str(err)[:22])
+        CIFAR10DVS not found; 
     """
     if split not in ("train", "test", "all"):
         raise ValueError(f"split must be 'train', 'test' or 'all', got {split!r}")

@@ -46,7 +46,16 @@ _HOW_TO_GET = {
 
 
 class DatasetNotFoundError(FileNotFoundError):
-    """A dataset's files are missing or corrupted; the message says how to get them."""
+    """A dataset's files are missing or corrupted; the message says how to get them.
+
+    Example:
+        >>> import tempfile
+        >>> try:
+        ...     mnist(root=tempfile.mkdtemp())
+        ... except DatasetNotFoundError as err:          # also a FileNotFoundError
+        ...     print(isinstance(err, FileNotFoundError), str(err)[:15])
+        True mnist not found
+    """
 
 
 #: Where system packages install datasets (Debian's ``dataset-*`` packages), looked in last.
@@ -65,7 +74,14 @@ def _candidates(name: str, root) -> list[Path]:
 
 
 def find_dataset_root(name: str, root=None) -> Path:
-    """A torchvision ``root`` holding ``name`` ("fashion-mnist" or "mnist"), unpacking ``.gz`` files if needed."""
+    """A torchvision ``root`` holding ``name`` ("fashion-mnist" or "mnist"), unpacking ``.gz`` files if needed.
+
+    Example:
+        >>> from torchvision.datasets import FashionMNIST
+        >>> root = find_dataset_root("fashion-mnist")    # a folder torchvision reads directly
+        >>> len(FashionMNIST(str(root), train=False, download=False))
+        10000
+    """
     return _find(name, root)[0]
 
 
@@ -123,12 +139,29 @@ def _as_tensors(ds) -> TensorDataset:
 
 
 def fashion_mnist(split: str = "train", root=None) -> TensorDataset:
-    """Fashion-MNIST (60,000 train / 10,000 test), 10 classes."""
+    """Fashion-MNIST (60,000 train / 10,000 test), 10 classes.
+
+    Example:
+        >>> test = fashion_mnist("test")                 # needs the files: see the module docstring
+        >>> images, labels = test.tensors
+        >>> images.shape, labels[:5].tolist()
+        (torch.Size([10000, 1, 28, 28]), [9, 2, 1, 1, 6])
+    """
     return _load("fashion-mnist", split, root)
 
 
 def mnist(split: str = "train", root=None) -> TensorDataset:
-    """The full MNIST, where the user has its files (nothing is downloaded)."""
+    """The full MNIST, where the user has its files (nothing is downloaded).
+
+    Example:
+        >>> import os
+        >>> try:
+        ...     train = mnist("train")                   # where the user has the MNIST files
+        ... except DatasetNotFoundError:
+        ...     train = mnist5k("train")                 # offline: the 4,000 training images of mnist5k
+        >>> train.tensors[0].shape[1:]
+        torch.Size([1, 28, 28])
+    """
     return _load("mnist", split, root)
 
 
@@ -190,7 +223,13 @@ IMAGE_DATASETS = {"fashion-mnist": fashion_mnist, "mnist": mnist, "mnist5k": mni
 
 
 def image_split(name: str, split: str, limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(images, labels)`` of a split of a dataset named in :data:`IMAGE_DATASETS`, the first ``limit`` only."""
+    """``(images, labels)`` of a split of a dataset named in :data:`IMAGE_DATASETS`, the first ``limit`` only.
+
+    Example:
+        >>> x, y = image_split("mnist5k", "test", limit=8)
+        >>> x.shape, y.tolist()
+        (torch.Size([8, 1, 28, 28]), [0, 1, 2, 3, 4, 5, 6, 7])
+    """
     if name not in IMAGE_DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {sorted(IMAGE_DATASETS)}")
     x, y = IMAGE_DATASETS[name](split).tensors

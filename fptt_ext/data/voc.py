@@ -111,7 +111,23 @@ def _objects(annotation: dict, path: str):
 
 
 class VOCDetectionDataset(Dataset):
-    """One or more ``torchvision.datasets.VOCDetection`` sets, concatenated, with resized tensors."""
+    """One or more ``torchvision.datasets.VOCDetection`` sets, concatenated, with resized tensors.
+
+    Example:
+        >>> import pathlib, tempfile
+        >>> from PIL import Image
+        >>> voc = pathlib.Path(tempfile.mkdtemp()) / "VOCdevkit" / "VOC2007"     # a one-image VOC2007
+        >>> for sub in ("JPEGImages", "Annotations", "ImageSets/Main"):
+        ...     (voc / sub).mkdir(parents=True)
+        >>> Image.new("RGB", (200, 100)).save(voc / "JPEGImages" / "000001.jpg")
+        >>> _ = (voc / "Annotations" / "000001.xml").write_text(
+        ...     "<annotation><filename>000001.jpg</filename><object><name>dog</name><difficult>0</difficult>"
+        ...     "<bndbox><xmin>20</xmin><ymin>10</ymin><xmax>120</xmax><ymax>90</ymax></bndbox></object></annotation>")
+        >>> _ = (voc / "ImageSets" / "Main" / "trainval.txt").write_text("000001")
+        >>> ds = voc_detection(root=voc.parent.parent, years=("2007",), image_size=32)
+        >>> ds, len(ds)
+        (VOCDetectionDataset(VOC2007 trainval, n=1, image_size=32), 1)
+    """
 
     def __init__(self, parts, image_size: int = 416, letterbox: bool = True, fill: float = 0.5,
                  keep_difficult: bool = True, transforms=None):
@@ -192,6 +208,22 @@ def voc_detection(root=None, split: str = "trainval", years=None, image_size: in
     and to ``("2007",)`` for ``test`` (VOC2012 test annotations are not public).
     ``transforms(image, target)``, if given, runs last (e.g. a
     ``torchvision.transforms.v2`` pipeline; the boxes follow it).
+
+    Example:
+        >>> import pathlib, tempfile
+        >>> from PIL import Image
+        >>> voc = pathlib.Path(tempfile.mkdtemp()) / "VOCdevkit" / "VOC2007"     # a one-image VOC2007
+        >>> for sub in ("JPEGImages", "Annotations", "ImageSets/Main"):
+        ...     (voc / sub).mkdir(parents=True)
+        >>> Image.new("RGB", (200, 100)).save(voc / "JPEGImages" / "000001.jpg")
+        >>> _ = (voc / "Annotations" / "000001.xml").write_text(
+        ...     "<annotation><filename>000001.jpg</filename><object><name>dog</name><difficult>0</difficult>"
+        ...     "<bndbox><xmin>20</xmin><ymin>10</ymin><xmax>120</xmax><ymax>90</ymax></bndbox></object></annotation>")
+        >>> _ = (voc / "ImageSets" / "Main" / "trainval.txt").write_text("000001")
+        >>> ds = voc_detection(root=voc.parent.parent, split="trainval", years=("2007",), image_size=64)
+        >>> image, target = ds[0]
+        >>> image.shape, [VOC_CLASSES[i] for i in target["labels"]], [round(v) for v in target["boxes"][0].tolist()]
+        (torch.Size([3, 64, 64]), ['dog'], [6, 19, 38, 45])
     """
     from torchvision.datasets import VOCDetection
 

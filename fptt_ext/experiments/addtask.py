@@ -96,7 +96,15 @@ def _row_text(row: dict) -> str:
 
 
 def read_log(run_dir) -> list[dict]:
-    """The rows of ``run_dir/log.csv`` as dicts (``iteration`` int, the rest float)."""
+    """The rows of ``run_dir/log.csv`` as dicts (``iteration`` int, the rest float).
+
+    Example:
+        >>> import tempfile
+        >>> d = tempfile.mkdtemp()
+        >>> _ = run_addtask(T=6, iterations=3, batch_size=4, hidden=8, out_dir=d, progress=False)
+        >>> [row["iteration"] for row in read_log(d)], sorted(read_log(d)[0])
+        ([1, 2, 3], ['elapsed', 'iteration', 'loss', 'mse', 'time'])
+    """
     path = Path(run_dir) / "log.csv"
     if not path.is_file():
         raise FileNotFoundError(f"no Add-task log at {path}; is {run_dir} a run directory of run_addtask?")
@@ -158,6 +166,13 @@ def run_addtask(T: int = 1000, method: str = "fptt", model: str = "ltc", iterati
 
     The global torch RNG of the caller is left untouched (the run forks it), and
     no thread settings are changed.
+
+    Example:
+        >>> import tempfile
+        >>> s = run_addtask(T=6, method="tbptt", k=2, iterations=2, batch_size=4, hidden=8, out_dir=tempfile.mkdtemp(),
+        ...                 progress=False)
+        >>> s["iterations"], s["diverged"]
+        (2, False)
     """
     _validate(T, method, model, iterations, batch_size, lr, K, k, seed, checkpoint_every)
     config = {"T": T, "method": method, "model": model, "hidden": hidden, "batch_size": batch_size, "lr": lr,
@@ -252,6 +267,16 @@ def plot_addtask(run_dirs, out_png, smooth: int = 1, title: str | None = None) -
     labelled by method and model (``"FPTT-LTC"``, ``"TBPTT-1-LTC"`` ...); a
     diverged run gets an ``x`` at its last finite point. Uses matplotlib's Agg
     canvas directly (no pyplot, no global backend change).
+
+    Example:
+        >>> import os, tempfile
+        >>> d = tempfile.mkdtemp()
+        >>> for method in ("fptt", "bptt"):
+        ...     _ = run_addtask(T=6, method=method, iterations=2, batch_size=4, hidden=8, out_dir=f"{d}/{method}",
+        ...                     progress=False)
+        >>> png = plot_addtask([f"{d}/fptt", f"{d}/bptt"], f"{d}/loss.png", title="Add-task, T = 6")
+        >>> os.path.getsize(png) > 0
+        True
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure

@@ -92,6 +92,13 @@ def train_classifier(*, model_name: str = "ostl_rmnist", dataset: str | None = N
     autocast (the weights, optimizer and FPTT state stay float32); ``channels_last``
     stores conv weights and inputs NHWC. ``stop_after``: stop after that many batches in
     this call (for tests of resuming).
+
+    Example:
+        >>> import tempfile
+        >>> s = train_classifier(dataset="mnist5k", T=4, hidden=(16,), batch_size=16, limit_train=32, limit_test=20,
+        ...                      out_dir=tempfile.mkdtemp(), progress=False)
+        >>> s["batches"], s["test_n"], 0 <= s["test_acc"] <= 100
+        (2, 20, True)
     """
     card = model_card(model_name)
     if card["task"] != "classification":
@@ -234,7 +241,16 @@ def _plot(history: list[dict], path: Path) -> None:
 
 def evaluate_run(run_dir: str | os.PathLike, limit: int | None = None) -> dict:
     """Re-evaluate a finished ``train_classifier`` run from its ``config.json`` and
-    ``model.safetensors``; returns ``{"test_accuracy": percent, "n": samples}``."""
+    ``model.safetensors``; returns ``{"test_accuracy": percent, "n": samples}``.
+
+    Example:
+        >>> import tempfile
+        >>> d = tempfile.mkdtemp()
+        >>> _ = train_classifier(dataset="mnist5k", T=4, hidden=(16,), batch_size=16, limit_train=16, limit_test=10,
+        ...                      out_dir=d, progress=False)
+        >>> evaluate_run(d)["n"]
+        10
+    """
     from safetensors.torch import load_file
 
     run = Path(run_dir)

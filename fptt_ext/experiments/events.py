@@ -40,7 +40,23 @@ def train_events(*, model_name: str, root=None, T: int | None = None, method: st
                  out_dir: str | os.PathLike = "runs/events", checkpoint_every: int = 50, resume: bool = False,
                  limit_train: int | None = None, limit_test: int | None = None, num_workers: int = 0,
                  progress: bool = True) -> dict:
-    """Train ``model_name`` (an event-data zoo classifier) and return a summary dict."""
+    """Train ``model_name`` (an event-data zoo classifier) and return a summary dict.
+
+    Example:
+        >>> import pathlib, tempfile
+        >>> import numpy as np
+        >>> root, rng = pathlib.Path(tempfile.mkdtemp()), np.random.default_rng(0)   # 2 + 1 random recordings
+        >>> for split, sub, label in [("ibmGestureTrain", "user01_led", 0), ("ibmGestureTrain", "user02_led", 5),
+        ...                           ("ibmGestureTest", "user24_natural", 5)]:
+        ...     folder = root / "DVSGesture" / split / sub
+        ...     folder.mkdir(parents=True)
+        ...     np.save(folder / f"{label}.npy", np.stack([rng.integers(0, 128, 50), rng.integers(0, 128, 50),
+        ...                                                 rng.integers(0, 2, 50), np.arange(50) * 10], axis=1))
+        >>> s = train_events(model_name="srnn_dvsgesture", root=root, T=2, batch_size=2, out_dir=tempfile.mkdtemp(),
+        ...                  progress=False)
+        >>> sorted(k for k in s if k.startswith("test_"))
+        ['test_acc', 'test_n']
+    """
     card = model_card(model_name)
     if card["dataset"] not in EVENT_DATASETS:
         raise ValueError(f"{model_name} is trained on {card['dataset']}, not event recordings; use `fptt-ext train`")

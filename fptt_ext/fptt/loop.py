@@ -96,7 +96,13 @@ def run_sequence(model: nn.Module, x: torch.Tensor, state=None, *, multi_step: b
 
 @dataclass
 class BatchResult:
-    """What :meth:`SequenceTrainer.train_batch` returns."""
+    """What :meth:`SequenceTrainer.train_batch` returns.
+
+    Example:
+        >>> r = BatchResult(loss=0.5, outputs=torch.zeros(3, 2, 1), updates=3)
+        >>> r.loss, r.updates, r.skipped
+        (0.5, 3, 0)
+    """
 
     loss: float  # mean task loss over the updates
     outputs: torch.Tensor  # [T, B, ...] per-step predictions, detached
@@ -122,6 +128,19 @@ class SequenceTrainer:
         explicit_state: call ``model(x_t, state) -> (out, state)``.
         nonfinite: ``"raise"`` on a NaN/Inf loss (default) or ``"skip"`` the update
             with a warning; parameters and FPTT state are never corrupted.
+
+    Example:
+        >>> import torch, fptt_ext
+        >>> net = torch.nn.Sequential(torch.nn.Linear(2, 8), fptt_ext.LTC(init_hidden=True),
+        ...                           torch.nn.Linear(8, 1), fptt_ext.LI(init_hidden=True))
+        >>> _ = net(torch.zeros(1, 2))
+        >>> trainer = SequenceTrainer(net, torch.optim.Adam(net.parameters(), 3e-3), method="fptt", K=3,
+        ...                           loss="regression_end")
+        >>> x, y = torch.rand(6, 4, 2), torch.rand(4)
+        >>> trainer.train_batch(x, y).updates                      # FPTT-3: 3 windows of 2 steps
+        3
+        >>> trainer.predict(x).shape
+        torch.Size([6, 4, 1])
     """
 
     def __init__(self, model: nn.Module, optimizer, *, method: str = "fptt", K: int | None = None, k: int = 1,

@@ -28,7 +28,17 @@ __all__ = ["ClassificationLoss", "PerStepLoss", "RegressionEndLoss", "make_loss"
 
 
 class ClassificationLoss(nn.Module):
-    """CE at ``t/T`` weight plus the divergence term towards ``Q_t(. | y)``."""
+    """CE at ``t/T`` weight plus the divergence term towards ``Q_t(. | y)``.
+
+    Example:
+        >>> import torch
+        >>> loss = ClassificationLoss(num_classes=2, T=2)
+        >>> logits, y = torch.tensor([[2.0, 0.0]]), torch.tensor([0])
+        >>> l1 = loss(logits, y, t=1)                    # half CE, half divergence from Q_1 (uniform)
+        >>> loss.update(logits, y, t=1)                  # Q_1(. | 0) moves towards the prediction
+        >>> bool(loss(logits, y, t=1) < l1), loss.Q[0, 0, 0].item() > 0.5
+        (True, True)
+    """
 
     per_step_target = False
 
@@ -61,7 +71,15 @@ class ClassificationLoss(nn.Module):
 
 
 class PerStepLoss(nn.Module):
-    """``l_t = fn(y_hat_t, y_t)``; ``fn`` defaults to cross-entropy for integer targets, else MSE."""
+    """``l_t = fn(y_hat_t, y_t)``; ``fn`` defaults to cross-entropy for integer targets, else MSE.
+
+    Example:
+        >>> import torch
+        >>> PerStepLoss()(torch.zeros(2, 3), torch.tensor([0, 1]), t=1).item() > 1.0   # CE for class targets
+        True
+        >>> PerStepLoss()(torch.zeros(2), torch.ones(2), t=1).item()                    # MSE for float targets
+        1.0
+    """
 
     per_step_target = True
 
@@ -79,7 +97,14 @@ class PerStepLoss(nn.Module):
 
 
 class RegressionEndLoss(nn.Module):
-    """``l_t = (t / T) MSE(y_hat_t, y)`` for a target known at the end."""
+    """``l_t = (t / T) MSE(y_hat_t, y)`` for a target known at the end.
+
+    Example:
+        >>> import torch
+        >>> loss = RegressionEndLoss(T=4)
+        >>> loss(torch.zeros(2, 1), torch.ones(2), t=1).item(), loss(torch.zeros(2, 1), torch.ones(2), t=4).item()
+        (0.25, 1.0)
+    """
 
     per_step_target = False
 
@@ -95,7 +120,12 @@ class RegressionEndLoss(nn.Module):
 
 
 def make_loss(kind: str | nn.Module, T: int, num_classes: int | None = None) -> nn.Module:
-    """``"classification"``, ``"per_step"``, ``"regression_end"``, or a loss module as is."""
+    """``"classification"``, ``"per_step"``, ``"regression_end"``, or a loss module as is.
+
+    Example:
+        >>> type(make_loss("classification", T=10, num_classes=3)).__name__, type(make_loss("per_step", T=10)).__name__
+        ('ClassificationLoss', 'PerStepLoss')
+    """
     if isinstance(kind, nn.Module):
         return kind
     if kind == "classification":

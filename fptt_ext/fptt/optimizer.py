@@ -18,7 +18,13 @@ __all__ = ["FPTT", "all_finite"]
 
 
 def all_finite(tensors) -> bool:
-    """True if no tensor in the list holds NaN/Inf (``None`` entries are ignored); one fused op."""
+    """True if no tensor in the list holds NaN/Inf (``None`` entries are ignored); one fused op.
+
+    Example:
+        >>> import torch
+        >>> all_finite([torch.ones(2), None]), all_finite([torch.tensor([1.0, float("nan")])])
+        (True, False)
+    """
     # The max-abs norm propagates NaN/Inf but, unlike the 2-norm, cannot overflow
     # on large finite gradients (fp16), so it never reports a false positive.
     tensors = [t for t in tensors if t is not None]

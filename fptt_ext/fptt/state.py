@@ -35,7 +35,20 @@ __all__ = ["StateHandler", "StatefulModules", "detach_tree", "register_state_han
 
 
 class StateHandler(abc.ABC):
-    """How to reset, detach, read and write the state of one kind of module."""
+    """How to reset, detach, read and write the state of one kind of module.
+
+    Example:
+        >>> import torch
+        >>> class Cell(torch.nn.Module):                  # keeps its state in ``self.h``
+        ...     h = torch.ones(2)
+        >>> class CellHandler(StateHandler):
+        ...     def names(self, m):
+        ...         return ["h"]
+        >>> register_state_handler(Cell, CellHandler())
+        >>> net = torch.nn.Sequential(Cell()); StatefulModules(net).reset()
+        >>> net[0].h.tolist()
+        [0.0, 0.0]
+    """
 
     @abc.abstractmethod
     def names(self, m: nn.Module) -> list[str]:
@@ -79,7 +92,22 @@ _HANDLERS: dict[type, StateHandler] = {}
 
 
 def register_state_handler(cls: type, handler: StateHandler) -> None:
-    """Teach the protocol about another stateful module class (and its subclasses)."""
+    """Teach the protocol about another stateful module class (and its subclasses).
+
+    Example:
+        >>> import torch
+        >>> class Memory(torch.nn.Module):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.m = torch.ones(3, requires_grad=True) * 2
+        >>> class MemoryHandler(StateHandler):
+        ...     def names(self, m):
+        ...         return ["m"]
+        >>> register_state_handler(Memory, MemoryHandler())
+        >>> states = StatefulModules(torch.nn.Sequential(Memory()))
+        >>> states.detach(); states.get()[0]["m"].requires_grad
+        False
+    """
     _HANDLERS[cls] = handler
 
 
@@ -107,7 +135,17 @@ def _handler_for(m: nn.Module) -> StateHandler | None:
 
 
 class StatefulModules:
-    """The stateful modules of ``model``, found once, handled together."""
+    """The stateful modules of ``model``, found once, handled together.
+
+    Example:
+        >>> import torch, fptt_ext
+        >>> from spikingjelly.activation_based import neuron
+        >>> net = torch.nn.Sequential(torch.nn.Linear(2, 3), fptt_ext.LTC(init_hidden=True), neuron.LIFNode())
+        >>> states = StatefulModules(net)                # snnTorch-style and SpikingJelly modules alike
+        >>> len(states)
+        2
+        >>> _ = net(torch.rand(4, 2)); states.detach(); states.reset()
+    """
 
     def __init__(self, model: nn.Module):
         self.items = [(m, h) for m in model.modules() if (h := _handler_for(m)) is not None]
@@ -135,7 +173,15 @@ class StatefulModules:
 
 
 def detach_tree(state: Any) -> Any:
-    """Detach every tensor in a nested tuple/list/dict of user-held state."""
+    """Detach every tensor in a nested tuple/list/dict of user-held state.
+
+    Example:
+        >>> import torch
+        >>> h = torch.ones(2, requires_grad=True) * 2
+        >>> out = detach_tree({"lstm": (h, h), "step": 3})
+        >>> out["lstm"][0].requires_grad, out["step"]
+        (False, 3)
+    """
     if isinstance(state, torch.Tensor):
         return state.detach()
     if isinstance(state, (tuple, list)):

@@ -59,6 +59,14 @@ def adaptive_step(
 
     Returns ``(spk, mem, b)`` at step t. ``spk`` is the previous step's spike
     on input and drives the adaptation, as in the papers' eq. 8c.
+
+    Example:
+        >>> import torch
+        >>> z = torch.zeros(1, 2)
+        >>> spk, mem, b = adaptive_step(torch.tensor([[0.5, 0.1]]), z, z, z, alpha=torch.tensor(0.5),
+        ...                             rho=torch.tensor(0.9))
+        >>> spk.tolist(), [round(u, 3) for u in mem[0].tolist()]   # 0.25 > 0.1 fires and resets; 0.05 not
+        ([[1.0, 0.0]], [0.0, 0.05])
     """
     b = rho * b + (1.0 - rho) * spk
     theta = b0 + beta_a * b
@@ -88,6 +96,14 @@ def ltc_step(
     ``gate_m(cur, mem)`` and ``gate_adp(cur, b)`` return pre-sigmoid values
     (a :class:`~fptt_ext.neurons.gates.DenseGate`, ``ConvGate`` or
     ``ConstantGate``); keyword arguments go to :func:`adaptive_step`.
+
+    Example:
+        >>> import torch
+        >>> z = torch.zeros(1, 3)
+        >>> gate = lambda cur, state: 2.0 * cur          # alpha = rho = sigmoid(2 I)
+        >>> spk, mem, b = ltc_step(torch.tensor([[0.0, 0.1, 1.0]]), z, z, z, gate, gate)
+        >>> spk.tolist()
+        [[0.0, 0.0, 1.0]]
     """
     alpha = torch.sigmoid(gate_m(cur, mem))
     rho = torch.sigmoid(gate_adp(cur, b))
@@ -103,7 +119,15 @@ def alif_step(
     p_adp: torch.Tensor,
     **kwargs,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One ALIF step: ``alpha = σ(p_m)`` and ``rho = σ(p_adp)`` are learned constants."""
+    """One ALIF step: ``alpha = σ(p_m)`` and ``rho = σ(p_adp)`` are learned constants.
+
+    Example:
+        >>> import torch
+        >>> z = torch.zeros(1, 1)
+        >>> spk, mem, b = alif_step(torch.ones(1, 1), z, z, z, p_m=torch.zeros(1), p_adp=torch.zeros(1))
+        >>> spk.item(), mem.item()                       # alpha = 0.5: u = 0.5 > 0.1, fires, resets
+        (1.0, 0.0)
+    """
     return adaptive_step(cur, mem, b, spk, torch.sigmoid(p_m), torch.sigmoid(p_adp), **kwargs)
 
 

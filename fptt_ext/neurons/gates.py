@@ -29,13 +29,25 @@ __all__ = ["ConstantGate", "ConvGate", "DenseGate", "GatedNeuron", "logit"]
 
 
 def logit(p: float) -> float:
+    """The inverse of the sigmoid, ``log(p / (1 - p))``: the gate logit of a decay ``p``.
+
+    >>> round(logit(0.5), 6), round(logit(0.9), 4)
+    (0.0, 2.1972)
+    """
     if not 0.0 < p < 1.0:
         raise ValueError(f"expected a decay strictly between 0 and 1, got {p}")
     return math.log(p / (1.0 - p))
 
 
 class DenseGate(nn.Linear):
-    """``Linear(2N -> N)`` applied to ``[cur, state]``; ``weight`` is ``(N, 2N)``."""
+    """``Linear(2N -> N)`` applied to ``[cur, state]``; ``weight`` is ``(N, 2N)``.
+
+    Example:
+        >>> import torch
+        >>> gate = DenseGate(4)
+        >>> gate.weight.shape, gate(torch.zeros(2, 4), torch.zeros(2, 4)).shape
+        (torch.Size([4, 8]), torch.Size([2, 4]))
+    """
 
     def __init__(self, n: int, **factory):
         super().__init__(2 * n, n, **factory)
@@ -48,7 +60,14 @@ class DenseGate(nn.Linear):
 
 
 class ConvGate(nn.Module):
-    """``BN(Conv(cur + state))`` with a C -> C 3x3 convolution, padding 1."""
+    """``BN(Conv(cur + state))`` with a C -> C 3x3 convolution, padding 1.
+
+    Example:
+        >>> import torch
+        >>> gate = ConvGate(3)
+        >>> gate(torch.rand(2, 3, 5, 5), torch.zeros(2, 3, 5, 5)).shape
+        torch.Size([2, 3, 5, 5])
+    """
 
     def __init__(self, channels: int, **factory):
         super().__init__()
@@ -63,7 +82,14 @@ class ConvGate(nn.Module):
 
 
 class ConstantGate(nn.Module):
-    """A learned constant logit ``p`` of the given shape; ignores its inputs."""
+    """A learned constant logit ``p`` of the given shape; ignores its inputs.
+
+    Example:
+        >>> import torch
+        >>> gate = ConstantGate((3,), value=2.0)
+        >>> gate(torch.rand(5, 3), torch.rand(5, 3)).tolist()      # the inputs are ignored
+        [2.0, 2.0, 2.0]
+    """
 
     def __init__(self, shape: tuple[int, ...], value: float = 0.0, **factory):
         super().__init__()
@@ -87,6 +113,14 @@ class GatedNeuron:
     ``decays`` maps each gate name to the initial decay it should produce
     (membrane: ``1 - alpha``; adaptation: ``rho``), or ``None`` for the
     framework's default initialisation of a liquid gate.
+
+    Example:
+        >>> import torch, fptt_ext
+        >>> ltc = fptt_ext.LTC()                         # an LTC is a GatedNeuron
+        >>> isinstance(ltc, GatedNeuron), ltc.size, ltc.gate_m
+        (True, None, None)
+        >>> _ = ltc(torch.zeros(1, 5)); ltc.size, type(ltc.gate_m).__name__
+        (5, 'DenseGate')
     """
 
     def _setup_gates(self, size, conv, liquid: dict, decays: dict, trainable: dict) -> None:

@@ -21,6 +21,14 @@ class RecurrentSpiking(nn.Module):
     ``neuron`` must keep its state (``init_hidden=True``) and expose the previous
     spike as ``spk`` (:class:`fptt_ext.LTC`, :class:`fptt_ext.ALIF`), so the
     layer has no state of its own and every reset/detach reaches it.
+
+    Example:
+        >>> import torch, fptt_ext
+        >>> layer = RecurrentSpiking(3, 8, fptt_ext.ALIF(init_hidden=True, size=8))
+        >>> s1 = layer(torch.rand(2, 3))                 # s_0 = 0: no recurrent input yet
+        >>> s2 = layer(torch.rand(2, 3))                 # now fc(x_2) + rec(s_1)
+        >>> s2.shape, layer.rec.weight.shape
+        (torch.Size([2, 8]), torch.Size([8, 8]))
     """
 
     def __init__(self, in_features: int, hidden: int, neuron: nn.Module):

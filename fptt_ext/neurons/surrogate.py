@@ -85,5 +85,14 @@ class MultiGaussian:
 
 
 def multi_gaussian(sigma: float = 0.3, h: float = 0.15, s: float = 6.0, gamma: float = 0.5):
-    """snnTorch-style factory: ``spike_grad=fptt_ext.surrogate.multi_gaussian()``."""
+    """snnTorch-style factory: ``spike_grad=fptt_ext.surrogate.multi_gaussian()``.
+
+    Example:
+        >>> import torch, fptt_ext
+        >>> spike = fptt_ext.surrogate.multi_gaussian(sigma=0.5)
+        >>> x = torch.tensor([-0.2, 0.3], requires_grad=True)
+        >>> s = spike(x); s.sum().backward()
+        >>> s.tolist(), x.grad.gt(0).tolist()            # Heaviside forward, smooth backward
+        ([0.0, 1.0], [True, True])
+    """
     return MultiGaussian(sigma=sigma, h=h, s=s, gamma=gamma)

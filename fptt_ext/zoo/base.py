@@ -81,7 +81,12 @@ def make_neuron(neuron: str, size: int, *, conv: bool = False, backend: str = "s
 
 
 def make_readout(size: int, *, backend: str = "snntorch") -> nn.Module:
-    """The leaky-integrator readout (``I`` in the notation): its state is the prediction."""
+    """The leaky-integrator readout (``I`` in the notation): its state is the prediction.
+
+    Example:
+        >>> type(make_readout(10)).__name__, type(make_readout(10, backend="spikingjelly")).__name__
+        ('LI', 'LINode')
+    """
     return LI(init_hidden=True, size=size) if backend == "snntorch" else sj_nodes.LINode(size=size)
 
 
@@ -96,7 +101,15 @@ class _Layers:
 
 
 def layers_for(backend: str) -> _Layers:
-    """``layers_for(backend).Conv2d(...)`` etc.: ``torch.nn`` or ``spikingjelly...layer``."""
+    """``layers_for(backend).Conv2d(...)`` etc.: ``torch.nn`` or ``spikingjelly...layer``.
+
+    Example:
+        >>> L = layers_for("spikingjelly")
+        >>> conv = L.Conv2d(1, 4, 3); type(conv).__module__.startswith("spikingjelly"), conv.step_mode
+        (True, 's')
+        >>> layers_for("snntorch").Linear is nn.Linear
+        True
+    """
     _check("ltc", backend)
     return _Layers(backend)
 
@@ -132,6 +145,14 @@ class SpikingNet(base.StepModule, nn.Module):
     ``forward_step(x_t)`` (default: ``self.layers(x_t)``) is one time step. In
     multi-step mode a snnTorch-built net loops over ``T``; a SpikingJelly-built net
     passes the whole ``[T, B, ...]`` tensor through its multi-step layers at once.
+
+    Example:
+        >>> import torch
+        >>> net = SpikingNet(nn.Sequential(nn.Linear(3, 4), make_neuron("ltc", 4), nn.Linear(4, 2), make_readout(2)))
+        >>> net(torch.rand(5, 3)).shape                      # step_mode "s": one step [B, ...]
+        torch.Size([5, 2])
+        >>> net.step_mode = "m"; net(torch.rand(7, 5, 3)).shape   # "m": a sequence [T, B, ...]
+        torch.Size([7, 5, 2])
     """
 
     def __init__(self, layers: nn.Module | None = None, *, backend: str = "snntorch", step_mode: str = "s",
@@ -205,7 +226,12 @@ def architecture(model: nn.Module) -> str:
     ``ConvK{k}C{out}S{stride}P{pad}``, ``MPK{k}S{stride}``, ``{n}D`` (a Linear whose
     output goes to spiking neurons), ``{n}R`` (recurrent spiking), ``{n}I`` (a Linear
     feeding the leaky-integrator readout), ``Linear{n}`` (a plain linear readout),
-    ``[a,b]`` for :class:`Branches`."""
+    ``[a,b]`` for :class:`Branches`.
+
+    Example:
+        >>> architecture(nn.Sequential(nn.Linear(4, 8), make_neuron("alif", 8), nn.Linear(8, 3), make_readout(3)))
+        '8D-3I'
+    """
     from ..neurons.recurrent import RecurrentSpiking
 
     def walk(module: nn.Module) -> list[str]:

@@ -28,7 +28,14 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, encoding: str, 
     """Test accuracy in percent from the prediction at the last time step.
 
     Stochastic encodings (Poisson rate coding) draw from ``seed`` in a forked RNG, so
-    the same weights always score the same and the caller's RNG stream is untouched."""
+    the same weights always score the same and the caller's RNG stream is untouched.
+
+    Example:
+        >>> from fptt_ext.data.images import image_split
+        >>> x, y = image_split("mnist5k", "test", limit=10)
+        >>> 0.0 <= accuracy(create_model("ostl_rmnist", hidden=(16,)), x, y, encoding="rate", T=5) <= 100.0
+        True
+    """
     states, multi_step = StatefulModules(model), is_multi_step(model)
     was_training = model.training
     model.eval()
@@ -51,6 +58,11 @@ def evaluate(name_or_model, pretrained: bool = True, limit: int | None = None, *
     ``name_or_model``: a registered name (built with ``create_model(name, pretrained, **kwargs)``)
     or a model made by :func:`create_model` (its card is ``model.zoo_card``), or any model
     with ``card=``. ``dataset`` overrides the card's dataset (e.g. ``"mnist5k"``).
+
+    Example:
+        >>> model = create_model("ostl_rmnist", hidden=(16,))
+        >>> evaluate(model, limit=10, dataset="mnist5k")["n"]
+        10
     """
     if isinstance(name_or_model, str):
         model = create_model(name_or_model, pretrained=pretrained, **kwargs)

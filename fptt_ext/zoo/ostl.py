@@ -21,7 +21,15 @@ __all__ = ["OSTLNet"]
 class OSTLNet(SpikingNet):
     """``Linear(784, 256) -> LTC -> Linear(256, 256) -> LTC -> Linear(256, 10) -> LI``.
 
-    ``neuron``, ``backend`` and ``step_mode`` as in :mod:`fptt_ext.zoo.base`."""
+    ``neuron``, ``backend`` and ``step_mode`` as in :mod:`fptt_ext.zoo.base`.
+
+    Example:
+        >>> import torch
+        >>> from fptt_ext.zoo import architecture
+        >>> net = OSTLNet(hidden=(32, 32))
+        >>> architecture(net), net(torch.rand(2, 784)).shape
+        ('32D-32D-10I', torch.Size([2, 10]))
+    """
 
     def __init__(self, n_in: int = 784, hidden: tuple[int, ...] = (256, 256), n_out: int = 10, neuron: str = "ltc",
                  backend: str = "snntorch", step_mode: str = "s"):

@@ -52,7 +52,20 @@ def publish(name: str, run: str | os.PathLike, *, zoo: str | os.PathLike | None 
 
     ``model_kwargs``: constructor arguments the run used (default: the run's
     ``config.json`` ``model_kwargs``); ``limit``: evaluate on fewer samples (tests only;
-    a published card should be measured on the full test set)."""
+    a published card should be measured on the full test set).
+
+    Example:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from safetensors.torch import save_file
+        >>> zoo, run = Path(tempfile.mkdtemp()), Path(tempfile.mkdtemp())
+        >>> save_file(create_model("srnn_addtask", hidden=4).state_dict(), str(run / "model.safetensors"))
+        >>> try:                                     # the weights must fit the architecture of the card
+        ...     publish("srnn_addtask", run, zoo=zoo, model_kwargs={"hidden": 8})
+        ... except CheckpointError as err:
+        ...     print(type(err).__name__, "are not a srnn_addtask built with {'hidden': 8}" in str(err))
+        CheckpointError True
+    """
     run = Path(run)
     state, config = _run_weights(run)
     kwargs = dict(model_kwargs if model_kwargs is not None else config.get("model_kwargs") or {})

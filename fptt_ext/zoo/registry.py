@@ -50,16 +50,37 @@ EXTRA_FIELDS = ("description", "paper_metric", "architecture", "num_params", "re
 
 
 class CheckpointError(ValueError):
-    """A checkpoint is missing, corrupted, or made for another architecture."""
+    """A checkpoint is missing, corrupted, or made for another architecture.
+
+    Example:
+        >>> issubclass(CheckpointError, ValueError)
+        True
+    """
 
 
 def zoo_dir() -> Path:
-    """Where checkpoints and cards live: ``FPTT_EXT_ZOO`` or the repository's ``zoo/`` folder."""
+    """Where checkpoints and cards live: ``FPTT_EXT_ZOO`` or the repository's ``zoo/`` folder.
+
+    Example:
+        >>> zoo_dir().name
+        'zoo'
+    """
     return Path(os.environ.get("FPTT_EXT_ZOO", Path(__file__).resolve().parents[2] / "zoo"))
 
 
 def register_model(name: str, **card):
-    """Decorator: register ``fn(**kwargs) -> nn.Module`` under ``name`` with its card."""
+    """Decorator: register ``fn(**kwargs) -> nn.Module`` under ``name`` with its card.
+
+    Example:
+        >>> import torch
+        >>> @register_model("tiny_demo", task="classification", dataset="mnist5k", encoding="rate", T=5)
+        ... def tiny_demo(neuron="ltc", **kwargs):
+        ...     from fptt_ext.zoo.ostl import OSTLNet
+        ...     return OSTLNet(hidden=(8,), neuron=neuron, **kwargs)
+        >>> "tiny_demo" in list_models(), create_model("tiny_demo", neuron="alif")(torch.rand(1, 784)).shape
+        (True, torch.Size([1, 10]))
+        >>> _ = _REGISTRY.pop("tiny_demo")               # (keep the registry as it was)
+    """
     unknown = set(card) - set(CARD_FIELDS) - set(EXTRA_FIELDS)
     if unknown:
         raise ValueError(f"unknown card fields {sorted(unknown)}")
@@ -72,7 +93,12 @@ def register_model(name: str, **card):
 
 
 def list_models(pattern: str = "*") -> list[str]:
-    """Registered model names matching a shell-style ``pattern``."""
+    """Registered model names matching a shell-style ``pattern``.
+
+    Example:
+        >>> list_models("ostl_*")
+        ['ostl_rmnist']
+    """
     return sorted(n for n in _REGISTRY if fnmatch.fnmatch(n, pattern))
 
 
@@ -83,12 +109,24 @@ def _entry(name: str):
 
 
 def model_constructor(name: str) -> Callable[..., nn.Module]:
-    """The registered constructor of ``name`` (its signature lists the model's options)."""
+    """The registered constructor of ``name`` (its signature lists the model's options).
+
+    Example:
+        >>> import inspect
+        >>> list(inspect.signature(model_constructor("ostl_rmnist")).parameters)[:4]
+        ['neuron', 'backend', 'n_in', 'hidden']
+    """
     return _entry(name)[0]
 
 
 def model_card(name: str) -> dict:
-    """The card of ``name``, merged with ``zoo/<name>.json`` when a checkpoint is published."""
+    """The card of ``name``, merged with ``zoo/<name>.json`` when a checkpoint is published.
+
+    Example:
+        >>> card = model_card("ostl_rmnist")
+        >>> card["task"], card["encoding"], card["T"]
+        ('classification', 'rate', 20)
+    """
     card = dict(_entry(name)[1])
     path = zoo_dir() / f"{name}.json"
     if path.is_file():
@@ -99,7 +137,14 @@ def model_card(name: str) -> dict:
 def create_model(name: str, pretrained: bool = False, neuron: str = "ltc", **kwargs) -> nn.Module:
     """Build ``name`` with the spiking ``neuron`` (``ltc``, ``ltc-minus``, ``alif``, ``leaky``,
     ``plif``); ``pretrained=True`` loads its published checkpoint (offline, hash checked),
-    building the model with the checkpoint's constructor arguments unless overridden."""
+    building the model with the checkpoint's constructor arguments unless overridden.
+
+    Example:
+        >>> import torch
+        >>> net = create_model("srnn_addtask", neuron="alif", hidden=16)
+        >>> net(torch.rand(3, 2)).shape, net.zoo_card["name"]
+        (torch.Size([3, 1]), 'srnn_addtask')
+    """
     fn, _ = _entry(name)
     if pretrained:
         kwargs = {**(model_card(name).get("model_kwargs") or {}), **kwargs}
@@ -120,7 +165,16 @@ def _sha256(path: Path) -> str:
 
 
 def load_pretrained(model: nn.Module, name: str) -> nn.Module:
-    """Load ``zoo/<name>.safetensors`` into ``model`` after checking its SHA-256 and keys."""
+    """Load ``zoo/<name>.safetensors`` into ``model`` after checking its SHA-256 and keys.
+
+    Example:
+        >>> model = create_model("srnn_smnist", hidden=8)
+        >>> try:                                         # a card without a published checkpoint
+        ...     load_pretrained(model, "srnn_smnist")
+        ... except CheckpointError as err:
+        ...     print(str(err)[:40])
+        srnn_smnist has no published checkpoint 
+    """
     from safetensors.torch import load_file
 
     card = model_card(name)

@@ -49,6 +49,12 @@ class SCNN(SpikingNet):
         dense: width of the dense spiking layer (512 in the papers).
         width: multiplies every conv's channels and ``dense``.
         neuron, backend, step_mode: see :mod:`fptt_ext.zoo.base`.
+
+    Example:
+        >>> import torch
+        >>> net = SCNN(STATIC_LAYERS, width=0.125, dense=32)
+        >>> net(torch.rand(2, 1, 28, 28)).shape
+        torch.Size([2, 10])
     """
 
     def __init__(self, convs=STATIC_LAYERS, in_shape=(1, 28, 28), num_classes: int = 10, dense: int = 512,
