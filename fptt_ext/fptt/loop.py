@@ -204,10 +204,13 @@ class SequenceTrainer:
             if not torch.isfinite(loss):
                 skipped += self._nonfinite(f"loss at step {end}")
             else:
-                total = loss + self.optimizer.regularizer() if self.method == "fptt" else loss
                 closure = self._replay(x[start:end], y, start, end, snapshot, rng) if exact else None
                 try:  # gradients never outlive the update, even when it raises
-                    total.backward()
+                    loss.backward()
+                    if self.method == "fptt":
+                        # R's gradient is closed-form: adding it with fused kernels is the same
+                        # update as backward() through loss + R, without R's graph and value.
+                        self.optimizer.add_regularizer_grad_()
                     stepped = self._step(closure, end)
                 finally:
                     self.optimizer.zero_grad(set_to_none=True)
