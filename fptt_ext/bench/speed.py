@@ -63,7 +63,7 @@ def speed_table(methods=DEFAULT_METHODS, *, network: str = "rmnist", T: int = 20
         torch.set_num_threads(old_threads)
     return {"config": {"network": network, "T": T, "batch_size": batch_size, "hidden": list(hidden), "width": width,
                        "backend": backend, "rounds": rounds, "warmup": warmup, "threads": threads,
-                       "optimizer": "Adam(lr=1e-3, foreach=True)", "torch": torch.__version__},
+                       "optimizer": "Adam(lr=1e-3, fused=True)", "torch": torch.__version__},
             "methods": {m: _summary(times[m], T, batch_size) for m in methods},
             "ratios": _ratios(times)}
 
