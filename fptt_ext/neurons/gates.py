@@ -145,7 +145,9 @@ class GatedNeuron:
                 f"{who} was built for input of shape {expected} (from its size or first call), "
                 f"got shape {tuple(x.shape)}; use one neuron module per layer"
             )
-        values = x if values is None else values
+        # detached: the check must not add autograd nodes (isfinite's abs() recorded one per
+        # call, saving the input for a backward that never comes).
+        values = (x if values is None else values).detach()
         # A finite sum proves every entry finite (NaN/Inf propagate) in one cheap reduction;
         # only a non-finite sum (NaN/Inf, or an overflow of huge finite values) needs the
         # elementwise check. isfinite().all() on every call cost ~5% of an R-MNIST FPTT step.
