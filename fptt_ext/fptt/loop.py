@@ -212,8 +212,8 @@ class SequenceTrainer:
                 try:  # gradients never outlive the update, even when it raises
                     loss.backward()
                     if self.method == "fptt":
-                        # R's gradient is closed-form: adding it with fused kernels is the same
-                        # update as backward() through loss + R, without R's graph and value.
+                        # R's gradient is closed-form: adding it with foreach kernels gives the
+                        # gradient of loss + R (up to rounding) without R's graph and value.
                         self.optimizer.add_regularizer_grad_()
                     stepped = self._step(closure, end)
                 finally:
