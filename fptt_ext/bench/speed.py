@@ -120,5 +120,5 @@ def plot_speed(result: dict, path) -> None:
     ax.set_title(f"{c['network']}: T = {c['T']}, batch {c['batch_size']}, {c['threads']} thread(s)", fontsize=9)
     ax.grid(True, axis="x", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    fig.savefig(path, dpi=80, bbox_inches="tight")  # keep the long method labels
     plt.close(fig)
