@@ -1,34 +1,175 @@
-"""``fptt-ext bench``: measurements of the training methods."""
+"""``fptt-ext bench saved-bytes|memory|speed|profile``: measurements of the training methods.
+
+Each prints a table; ``--json`` writes the numbers, ``--png`` (memory, speed) draws them.
+Example::
+
+    fptt-ext bench memory --T 20 50 100 200 500 1000 --json docs/bench/memory.json --png docs/bench/memory.png
+    fptt-ext bench speed --network rmnist --batch-size 128 --rounds 7 --json speed.json --png speed.png
+    fptt-ext bench profile --compare HEAD~3
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 
 from . import _positive_int, register_command
 
+_WORKLOAD_METHODS = ("fptt", "fptt-exact", "tbptt", "bptt", "sj-fptt")
+
+
+def _write_json(path, obj) -> None:
+    if path:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with open(path, "w") as f:
+            json.dump(obj, f, indent=2)
+        print(f"wrote {path}")
+
+
+def _png_dir(path) -> None:
+    if path:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {value}")
+    return value
+
+
+def _network_arguments(p, batch_size: int) -> None:
+    p.add_argument("--network", choices=("rmnist", "scnn"), default="rmnist",
+                   help="rmnist: 784-H-H LTC + LI 10; scnn: the static Fashion-MNIST SCNN")
+    p.add_argument("--hidden", type=_positive_int, nargs="+", default=[256, 256], help="rmnist layer widths")
+    p.add_argument("--width", type=_positive_float, default=1.0, help="scnn channel multiplier (0.25: narrow)")
+    p.add_argument("--batch-size", type=_positive_int, default=batch_size)
+    p.add_argument("--backend", choices=("spikingjelly", "snntorch"), default="spikingjelly",
+                   help="neuron modules (sj-fptt needs spikingjelly: it saves/restores MemoryModule state)")
+    p.add_argument("--json", default=None, metavar="FILE", help="also write the results as JSON")
+
 
 def _bench_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("what", choices=("saved-bytes",), help="saved-bytes: autograd memory saved per update")
-    p.add_argument("--T", type=_positive_int, nargs="+", default=[20, 100, 500, 1000], help="sequence lengths")
-    p.add_argument("--methods", nargs="+", choices=("fptt", "bptt", "tbptt"), default=["fptt", "bptt"])
-    p.add_argument("--batch-size", type=_positive_int, default=16)
-    p.add_argument("--json", default=None, metavar="FILE", help="also write the rows as JSON")
+    sub = p.add_subparsers(dest="what", metavar="WHAT", parser_class=type(p), required=True)
+
+    s = sub.add_parser("saved-bytes", help="autograd memory saved per update (deterministic)")
+    s.add_argument("--T", type=_positive_int, nargs="+", default=[20, 100, 500, 1000], help="sequence lengths")
+    s.add_argument("--methods", nargs="+", choices=("fptt", "bptt", "tbptt"), default=["fptt", "bptt"])
+    s.add_argument("--batch-size", type=_positive_int, default=16)
+    s.add_argument("--json", default=None, metavar="FILE", help="also write the rows as JSON")
+
+    m = sub.add_parser("memory", help="peak RSS and saved bytes vs T, one fresh process per point")
+    m.add_argument("--T", type=_positive_int, nargs="+", default=[20, 50, 100, 200, 500, 1000])
+    m.add_argument("--methods", nargs="+", choices=_WORKLOAD_METHODS, default=["bptt", "tbptt", "fptt", "sj-fptt"])
+    _network_arguments(m, batch_size=16)
+    m.add_argument("--png", default=None, metavar="FILE", help="also draw memory vs T (log axes)")
+
+    sp = sub.add_parser("speed", help="sample-steps/s of the methods, interleaved rounds, medians and ratios")
+    sp.add_argument("--T", type=_positive_int, default=20, help="sequence length")
+    sp.add_argument("--methods", nargs="+", choices=_WORKLOAD_METHODS, default=list(_WORKLOAD_METHODS))
+    sp.add_argument("--rounds", type=_positive_int, default=7, help="timed rounds (median over them; >= 5)")
+    sp.add_argument("--warmup", type=int, default=1, help="untimed rounds first")
+    _network_arguments(sp, batch_size=128)
+    sp.add_argument("--png", default=None, metavar="FILE", help="also draw the throughputs")
+
+    pr = sub.add_parser("profile", help="torch.profiler phases of an FPTT step; --compare REV: before/after")
+    pr.add_argument("--steps", type=_positive_int, default=20, help="profiled FPTT steps")
+    _network_arguments(pr, batch_size=128)
+    pr.add_argument("--compare", default=None, metavar="REV",
+                    help="also time FPTT and TBPTT-1 steps of git revision REV against this tree, interleaved")
+    pr.add_argument("--rounds", type=_positive_int, default=7, help="rounds of the --compare timing")
+
+    for q in (s, m, sp, pr):
+        q.add_argument("--threads", type=_positive_int, default=1, help="torch threads (1: steady timings)")
 
 
-def _bench_run(args: argparse.Namespace) -> int:
-    import json
+def _saved_bytes(args) -> int:
+    import torch
 
     from ..bench import saved_bytes_table
 
+    torch.set_num_threads(args.threads)
     rows = saved_bytes_table(tuple(args.T), tuple(args.methods), batch_size=args.batch_size)
     print(f"{'method':>7} {'T':>6} {'updates':>8} {'MiB saved per update':>22}")
     for r in rows:
         print(f"{r['method']:>7} {r['T']:>6} {r['updates']:>8} {r['bytes_per_update'] / 2**20:>22.3f}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=2)
+    _write_json(args.json, rows)
     return 0
 
 
-register_command("bench", "measurements (saved-bytes: autograd memory per update, FPTT vs BPTT)",
+def _check_backend(args) -> None:
+    if args.backend != "spikingjelly" and "sj-fptt" in getattr(args, "methods", ()):
+        raise ValueError("sj-fptt (SpikingJelly's fptt_online_training) restores SpikingJelly MemoryModule "
+                         "state only; use --backend spikingjelly or drop sj-fptt from --methods")
+
+
+def _memory(args) -> int:
+    from ..bench.memory import memory_table, plot_memory, print_memory
+
+    _check_backend(args)
+    result = memory_table(tuple(args.T), tuple(args.methods), network=args.network, hidden=tuple(args.hidden),
+                          width=args.width, batch_size=args.batch_size, backend=args.backend, threads=args.threads,
+                          progress=True)
+    print_memory(result)
+    _write_json(args.json, result)
+    if args.png:
+        _png_dir(args.png)
+        plot_memory(result, args.png)
+        print(f"wrote {args.png}")
+    return 1 if any("error" in r for r in result["rows"]) else 0
+
+
+def _speed(args) -> int:
+    from ..bench.speed import plot_speed, print_speed, speed_table
+
+    _check_backend(args)
+    if args.warmup < 0:
+        raise ValueError(f"--warmup must be >= 0, got {args.warmup}")
+    result = speed_table(args.methods, network=args.network, T=args.T, batch_size=args.batch_size,
+                         hidden=tuple(args.hidden), width=args.width, backend=args.backend, rounds=args.rounds,
+                         warmup=args.warmup, threads=args.threads, progress=True)
+    print_speed(result)
+    for k, v in result["ratios"].items():
+        print(f"  {k}: {v:.3f}")
+    _write_json(args.json, result)
+    if args.png:
+        _png_dir(args.png)
+        plot_speed(result, args.png)
+        print(f"wrote {args.png}")
+    return 0
+
+
+def _profile(args) -> int:
+    from ..bench.profile import compare_revisions, print_profile, profile_fptt_step
+
+    result = profile_fptt_step(network=args.network, steps=args.steps, batch_size=args.batch_size,
+                               hidden=tuple(args.hidden), width=args.width, backend=args.backend,
+                               threads=args.threads)
+    print_profile(result)
+    if args.compare:
+        if args.network != "rmnist" or args.backend != "spikingjelly":
+            raise ValueError("--compare times the R-MNIST net with SpikingJelly-backed neurons only; "
+                             "drop --network/--backend")
+        cmp = compare_revisions(args.compare, T=args.steps, batch_size=args.batch_size, hidden=tuple(args.hidden),
+                                rounds=args.rounds, progress=True)
+        print(f"\nbefore = {args.compare}, after = this tree; medians of {args.rounds} interleaved rounds")
+        for k, v in cmp["ms_per_step"].items():
+            print(f"  {k}: {v:.2f} ms/step")
+        for k, v in cmp["ratios"].items():
+            print(f"  {k}: {v:.3f}")
+        result["compare"] = cmp
+    _write_json(args.json, result)
+    return 0
+
+
+def _bench_run(args: argparse.Namespace) -> int:
+    return {"saved-bytes": _saved_bytes, "memory": _memory, "speed": _speed, "profile": _profile}[args.what](args)
+
+
+register_command("bench", "measurements: saved-bytes (autograd memory per update), memory (peak RSS vs T), "
+                          "speed (throughput vs TBPTT-1, BPTT, SpikingJelly), profile (FPTT step)",
                  _bench_arguments, _bench_run)

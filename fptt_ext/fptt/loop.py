@@ -213,9 +213,13 @@ class SequenceTrainer:
         self.model.train()
         self.states.reset()
         state = None
-        outputs, losses, skipped, start = [], [], 0, 0
+        # Outputs and losses go into buffers allocated once per sequence: T small tensors kept
+        # alive in a list (then concatenated) made FPTT's memory grow with T (heap fragmentation
+        # plus the copy; 19.4 -> 23.3 MiB from T = 20 to 1000 on the R-MNIST net, batch 16).
+        ends = window_ends(T, self.method, self.K, self.k)
+        outputs, losses, n_losses, skipped, start = None, None, 0, 0, 0
         exact = self.method == "fptt" and self.optimizer.variant == "exact"
-        for end in window_ends(T, self.method, self.K, self.k):
+        for end in ends:
             if exact:
                 snapshot, rng = (self.states.get(), state), torch.get_rng_state()
             out, new_state = self._run(x[start:end], state)
@@ -223,24 +227,32 @@ class SequenceTrainer:
             if not torch.isfinite(loss):
                 skipped += self._nonfinite(f"loss at step {end}")
             else:
-                total = loss + self.optimizer.regularizer() if self.method == "fptt" else loss
                 closure = self._replay(x[start:end], y, start, end, snapshot, rng) if exact else None
                 try:  # gradients never outlive the update, even when it raises
-                    total.backward()
+                    loss.backward()
+                    if self.method == "fptt":
+                        # R's gradient is closed-form: adding it with foreach kernels gives the
+                        # gradient of loss + R (up to rounding) without R's graph and value.
+                        self.optimizer.add_regularizer_grad_()
                     stepped = self._step(closure, end)
                 finally:
                     self.optimizer.zero_grad(set_to_none=True)
                 if stepped:
                     self._update_loss_state(out, y, start, end)
-                    losses.append(loss.detach())
+                    if losses is None:
+                        losses = loss.new_empty(len(ends))
+                    losses[n_losses] = loss.detach()
+                    n_losses += 1
                 else:
                     skipped += 1
-            outputs.append(out.detach())
+            if outputs is None:
+                outputs = out.new_empty((T, *out.shape[1:]))
+            outputs[start:end] = out.detach()
             self.states.detach()
             state = detach_tree(new_state)
             start = end
-        mean = torch.stack(losses).mean().item() if losses else float("nan")
-        return BatchResult(mean, torch.cat(outputs), len(losses), skipped)
+        mean = losses[:n_losses].mean().item() if n_losses else float("nan")
+        return BatchResult(mean, outputs, n_losses, skipped)
 
     def _step(self, closure, end: int) -> bool:
         """One optimizer update; False if it was skipped for a non-finite gradient."""

@@ -25,10 +25,14 @@ def all_finite(tensors) -> bool:
         >>> all_finite([torch.ones(2), None]), all_finite([torch.tensor([1.0, float("nan")])])
         (True, False)
     """
-    # The max-abs norm propagates NaN/Inf but, unlike the 2-norm, cannot overflow
-    # on large finite gradients (fp16), so it never reports a false positive.
+    # Fast path: the 2-norms propagate NaN/Inf, so finite norms prove every entry finite
+    # (one fused kernel; the max-abs norm on CPU is ~15x slower, 3.5 ms per step on the
+    # R-MNIST net). A non-finite 2-norm may also be an overflow of large finite entries
+    # (fp16), so only then does the max-abs norm, which cannot overflow, decide.
     tensors = [t for t in tensors if t is not None]
-    return not tensors or bool(torch.stack(torch._foreach_norm(tensors, ord=math.inf)).isfinite().all())
+    if not tensors or bool(torch.stack(torch._foreach_norm(tensors)).isfinite().all()):
+        return True
+    return bool(torch.stack(torch._foreach_norm(tensors, ord=math.inf)).isfinite().all())
 
 _VARIANTS = ("practical", "exact")
 _NONFINITE = ("raise", "skip")
@@ -153,10 +157,46 @@ class FPTT:
                         [self.state[p][self._trace_key] for p in g["params"]])
                        for g in self.param_groups if g["params"]]
         self._all_params = [p for _, ps, _, _ in self._cache for p in ps]
+        # A persistent buffer for W - W_bar: a fresh foreach_sub result every step costs
+        # far more than the subtraction (allocation and page faults, up to 2 ms per step
+        # on the R-MNIST net, as the allocator hands the memory back to the OS in between).
+        self._scratch = [[torch.empty_like(p) for p in ps] for _, ps, _, _ in self._cache]
 
     def regularizer(self):
         """Return R(W), a scalar tensor with graph to the tracked parameters."""
         return _Regularizer.apply(self, *self._all_params)
+
+    @torch.no_grad()
+    def add_regularizer_grad_(self):
+        """Add the gradient of :meth:`regularizer` to the tracked parameters' ``.grad``.
+
+        The same gradient ``alpha (W - W_bar) - lam`` ("practical"; ``alpha (W - W_bar) -
+        g / 2`` for "exact") as ``(loss + regularizer()).backward()`` gives, without
+        recording R in the graph or computing its value: four in-place multi-tensor
+        kernels per parameter group. Call it after ``loss.backward()`` and before :meth:`step`;
+        a parameter with no ``.grad`` gets the regulariser's gradient alone.
+
+        >>> import torch
+        >>> w = torch.nn.Parameter(torch.ones(2))
+        >>> fptt = FPTT([w], torch.optim.SGD([w], lr=0.1))
+        >>> with torch.no_grad():
+        ...     _ = w.add_(1.0)
+        >>> fptt.add_regularizer_grad_(); w.grad          # alpha * (W - W_bar)
+        tensor([0.1000, 0.1000])
+        """
+        c = 1.0 if self.variant == "practical" else 0.5
+        for (g, ps, w_bar, trace), d in zip(self._cache, self._scratch):
+            grads = [p.grad for p in ps]  # re-read: backward() may have created new tensors
+            if any(gr is None for gr in grads):
+                for p in ps:
+                    if p.grad is None:
+                        p.grad = torch.zeros_like(p)
+                grads = [p.grad for p in ps]
+            # W - W_bar first (exactly 0 where W == W_bar), into the persistent buffer
+            torch._foreach_copy_(d, ps)
+            torch._foreach_sub_(d, w_bar)
+            torch._foreach_add_(grads, d, alpha=g["alpha"])
+            torch._foreach_add_(grads, trace, alpha=-c)
 
     def _finite(self, grads):
         return all_finite(grads)
@@ -192,7 +232,11 @@ class FPTT:
     def _update_practical(self):
         for g, ps, w_bar, lam in self._cache:
             a, b = g["alpha"], g["beta"]
-            torch._foreach_add_(lam, torch._foreach_sub(ps, w_bar), alpha=-a)
+            # lam -= a (W - W_bar) as two in-place passes (each pass over the parameters costs
+            # ~0.3 ms here, memory bound): no W - W_bar buffer to fill, four passes in all.
+            # The rounding, ~eps * a * |W|, is of the order of that of the update itself.
+            torch._foreach_add_(lam, ps, alpha=-a)
+            torch._foreach_add_(lam, w_bar, alpha=a)
             torch._foreach_lerp_(w_bar, ps, b)
             torch._foreach_add_(w_bar, lam, alpha=-b / a)
 

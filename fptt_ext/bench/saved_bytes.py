@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import torch
 
-from .fptt.loop import SequenceTrainer
-from .zoo.ostl import OSTLNet
+from ..fptt.loop import SequenceTrainer
+from ..zoo.ostl import OSTLNet
 
 __all__ = ["saved_bytes_per_update", "saved_bytes_table"]
 

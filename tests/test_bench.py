@@ -1,0 +1,157 @@
+"""The benchmark commands on tiny configurations: they run, and write well-formed JSON and PNG.
+
+Nothing here is timed: the numbers of a benchmark depend on the machine and its load.
+What is asserted is the structure of the results, and the one deterministic figure: the
+bytes autograd saves per FPTT update do not depend on T (for the workloads of the
+benchmark, ours and SpikingJelly's).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from fptt_ext.bench import (
+    make_data,
+    make_workload,
+    measure_point,
+    plot_memory,
+    plot_speed,
+    saved_bytes_per_update,
+    speed_table,
+)
+from fptt_ext.bench.profile import profile_fptt_step
+from fptt_ext.cli import main
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+TINY = {"hidden": (8,), "batch_size": 2}
+
+
+def _is_png(path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(8) == PNG_MAGIC
+
+
+def test_saved_bytes_import_path_is_kept():
+    from fptt_ext.bench import saved_bytes_table  # the pre-package import path
+
+    rows = saved_bytes_table(Ts=(2, 4), methods=("fptt",), batch_size=2, hidden=(8,))
+    assert [r["T"] for r in rows] == [2, 4]
+
+
+@pytest.mark.parametrize("method", ["fptt", "sj-fptt"])
+def test_fptt_saved_bytes_constant_in_T(method):
+    per_update = {T: measure_point(method, T, **TINY)["saved_mib_per_update"] for T in (2, 3, 5)}
+    assert per_update[2] > 0
+    assert per_update[2] == per_update[3] == per_update[5], per_update
+    # while BPTT's single update saves bytes proportional to T
+    bptt = {T: measure_point("bptt", T, **TINY)["saved_mib_per_update"] for T in (2, 4)}
+    assert bptt[4] == pytest.approx(2 * bptt[2], rel=0.05)
+    a, b = (saved_bytes_per_update("fptt", T, batch_size=2, hidden=(8,))["bytes_per_update"] for T in (3, 5))
+    assert a == b
+
+
+def test_measure_point_fields():
+    r = measure_point("tbptt", 3, **TINY)
+    assert r["updates"] == 3 and r["method"] == "tbptt" and r["T"] == 3
+    # in this (long-lived) process the peak may predate the point; RSS counters lag < 1 MiB
+    assert r["peak_mib"] >= r["baseline_mib"] - 1 and r["baseline_mib"] > 0
+    assert r["training_mib"] == pytest.approx(r["peak_mib"] - r["baseline_mib"], abs=0.02)
+
+
+def test_every_method_trains_the_same_start(tmp_path):
+    """Same seed, same weights, same data for every method; each one changes the weights."""
+    x, y = make_data("rmnist", 2, 2)
+    works = {m: make_workload(m, "rmnist", **TINY) for m in ("fptt", "fptt-exact", "tbptt", "bptt", "sj-fptt")}
+    w0 = [p.detach().clone() for p in works["fptt"].model.parameters()]
+    for w in works.values():
+        assert all(torch.equal(p, q) for p, q in zip(w.model.parameters(), w0))
+        w.run(x, y)
+        assert any(not torch.equal(p, q) for p, q in zip(w.model.parameters(), w0))
+    assert works["bptt"].updates == 1 and works["sj-fptt"].updates == works["fptt"].updates == 2
+
+
+def test_speed_table_and_plot(tmp_path):
+    r = speed_table(["fptt", "tbptt", "sj-fptt"], T=2, rounds=2, warmup=0, **TINY)
+    assert set(r["methods"]) == {"fptt", "tbptt", "sj-fptt"}
+    for s in r["methods"].values():
+        assert len(s["seconds_per_sequence"]) == 2 and s["sample_steps_per_s"] > 0
+    assert {"fptt/tbptt time per step", "fptt speedup over sj-fptt"} <= set(r["ratios"])
+    plot_speed(r, tmp_path / "s.png")
+    assert _is_png(tmp_path / "s.png")
+
+
+def test_speed_scnn_runs():
+    r = speed_table(["fptt", "sj-fptt"], network="scnn", width=0.05, T=2, batch_size=2, rounds=1, warmup=0)
+    assert r["config"]["network"] == "scnn" and r["ratios"]["fptt speedup over sj-fptt"] > 0
+
+
+def test_plot_memory(tmp_path):
+    rows = [measure_point(m, T, **TINY) for m in ("fptt", "bptt") for T in (2, 3)]
+    plot_memory({"config": {"network": "rmnist", "batch_size": 2, "methods": ["fptt", "bptt"]}, "rows": rows},
+                tmp_path / "m.png")
+    assert _is_png(tmp_path / "m.png")
+
+
+def test_cli_speed_writes_json_and_png(tmp_path, capsys):
+    js, png = tmp_path / "out" / "speed.json", tmp_path / "out" / "speed.png"
+    argv = ["bench", "speed", "--T", "2", "--hidden", "8", "--batch-size", "2", "--rounds", "1", "--warmup", "0",
+            "--methods", "fptt", "tbptt", "sj-fptt", "--json", str(js), "--png", str(png)]
+    assert main(argv) == 0
+    result = json.loads(js.read_text())
+    assert set(result) == {"config", "methods", "ratios"} and result["config"]["T"] == 2
+    assert _is_png(png)
+    assert "TBPTT-1" in capsys.readouterr().out
+
+
+def test_cli_memory_writes_json_and_png(tmp_path):
+    """One point, run as memory_table runs every point: in a fresh subprocess (~6 s of imports)."""
+    js, png = tmp_path / "memory.json", tmp_path / "memory.png"
+    argv = ["bench", "memory", "--T", "2", "--methods", "fptt", "--hidden", "8", "--batch-size", "2",
+            "--json", str(js), "--png", str(png)]
+    assert main(argv) == 0
+    result = json.loads(js.read_text())
+    row = result["rows"][0]
+    assert {"method", "T", "peak_mib", "baseline_mib", "training_mib", "saved_mib_per_update"} <= set(row)
+    assert result["config"]["methods"] == ["fptt"]
+    assert _is_png(png)
+
+
+def test_cli_profile_and_saved_bytes(tmp_path, capsys):
+    js = tmp_path / "profile.json"
+    assert main(["bench", "profile", "--steps", "2", "--hidden", "8", "--batch-size", "2", "--json", str(js)]) == 0
+    result = json.loads(js.read_text())
+    assert {"network forward", "network backward", "FPTT regulariser grad", "rest (loop)"} <= set(
+        result["ms_per_step"])
+    assert main(["bench", "saved-bytes", "--T", "2", "3", "--batch-size", "2"]) == 0
+    assert "MiB saved per update" in capsys.readouterr().out
+
+
+def test_profile_phases_add_up():
+    r = profile_fptt_step(steps=2, **TINY)
+    assert sum(r["ms_per_step"].values()) == pytest.approx(r["ms_per_step_total"])
+    assert r["top_ops"] and all(o["op"].startswith("aten::") for o in r["top_ops"])
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["bench", "speed", "--backend", "snntorch", "--methods", "sj-fptt"], "MemoryModule"),
+    (["bench", "speed", "--rounds", "0"], "expected an integer >= 1"),
+    (["bench", "memory", "--methods", "nope"], "invalid choice"),
+    (["bench", "speed", "--warmup", "-1"], "--warmup must be >= 0"),
+    (["bench"], "required"),
+])
+def test_cli_bad_input_is_one_line_exit_2(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_library_bad_input_raises_value_error():
+    with pytest.raises(ValueError, match="unknown method"):
+        speed_table(["fptt", "nope"])
+    with pytest.raises(ValueError, match="unknown network"):
+        make_data("cifar", 2, 2)
+    with pytest.raises(ValueError, match="T must be >= 1"):
+        measure_point("fptt", 0)
