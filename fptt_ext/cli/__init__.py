@@ -94,4 +94,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 # The subcommands register themselves on import (after register_command exists).
-from . import addtask, bench, train, zoo  # noqa: F401
+from . import addtask, bench, detect, train, zoo  # noqa: F401
