@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["SCALE_XY", "YoloHead", "head_geometry"]
+__all__ = ["SCALE_XY", "YoloHead", "head_geometry", "letterbox", "unletterbox"]
 
 SCALE_XY = 1.05  # yolov4-tiny.cfg: lets sigmoid reach cell borders without infinite logits
 _MAX_LOG_WH = 4.0  # exp(4) = 55x the anchor: beyond that a box is garbage, and exp would overflow
@@ -70,3 +70,37 @@ def head_geometry(model) -> list[torch.Tensor]:
     [torch.Size([3, 2]), torch.Size([3, 2])]
     """
     return [model.anchors[list(mask)] for mask in model.anchor_masks]
+
+
+def letterbox(image: torch.Tensor, size: int, fill: float = 0.5) -> tuple[torch.Tensor, float, tuple[int, int]]:
+    """Scale a ``[3, H, W]`` float image to fit ``size x size`` (aspect kept), centred on ``fill``.
+
+    Returns ``(image [3, size, size], scale, (left, top))``, the same convention as
+    :func:`fptt_ext.data.voc_detection`; :func:`unletterbox` maps boxes back.
+
+    >>> img, s, off = letterbox(torch.zeros(3, 50, 100), 64)
+    >>> img.shape, s, off
+    (torch.Size([3, 64, 64]), 0.64, (0, 16))
+    """
+    import torch.nn.functional as F
+
+    if image.dim() != 3 or image.shape[0] != 3:
+        raise ValueError(f"letterbox expects an RGB image [3, H, W], got shape {tuple(image.shape)}")
+    h, w = image.shape[1:]
+    scale = size / max(h, w)
+    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+    left, top = (size - nw) // 2, (size - nh) // 2
+    out = torch.full((3, size, size), float(fill), dtype=torch.float32)
+    out[:, top:top + nh, left:left + nw] = F.interpolate(image[None].float(), size=(nh, nw), mode="bilinear",
+                                                         align_corners=False, antialias=True)[0]
+    return out, scale, (left, top)
+
+
+def unletterbox(boxes: torch.Tensor, scale: float, offset: tuple[int, int], image_hw: tuple[int, int]) -> torch.Tensor:
+    """Map xyxy boxes from the letterboxed frame back to the original image (clipped to it)."""
+    left, top = offset
+    b = (boxes - boxes.new_tensor([left, top, left, top])) / scale
+    h, w = image_hw
+    b[:, 0::2] = b[:, 0::2].clamp(0, w)
+    b[:, 1::2] = b[:, 1::2].clamp(0, h)
+    return b
