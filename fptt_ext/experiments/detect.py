@@ -48,7 +48,8 @@ from ..fptt.state import StatefulModules
 from ..zoo import create_model, model_card
 from ._io import atomic_write
 
-__all__ = ["DETECTION_DATASETS", "detection_data", "evaluate_detector", "load_detector", "train_detector"]
+__all__ = ["DETECTION_DATASETS", "detection_data", "evaluate_detector", "fptt_reads_update", "load_detector",
+           "train_detector"]
 
 DETECTION_DATASETS = ("synthetic", "voc")
 OPTIMIZERS = {"adagrad": torch.optim.Adagrad, "adam": torch.optim.Adam, "adamax": torch.optim.Adamax,
@@ -79,6 +80,26 @@ def detection_data(dataset: str, split: str, *, root=None, image_size: int = 128
 def _check_size(image_size: int) -> None:
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 32 or image_size % 32:
         raise ValueError(f"image_size must be a multiple of 32 (SPYv4's strides), got {image_size!r}; e.g. 416")
+
+
+def fptt_reads_update(model, images: torch.Tensor, targets: list[dict], criterion, fptt: FPTT, T: int,
+                      states: StatefulModules | None = None) -> tuple[list[float], dict]:
+    """One batch of images read ``T`` times, with one FPTT update per read (see the module docstring).
+
+    Resets the neuron states first and detaches them after every update. Returns the
+    detection loss of each read and the last read's loss parts.
+    """
+    states = StatefulModules(model) if states is None else states
+    states.reset()  # a new batch of images: no memory of the previous ones
+    losses, parts = [], {}
+    for _t in range(T):
+        loss_t, parts = criterion(model(images), targets, images.shape[-2:])
+        (loss_t + fptt.regularizer()).backward()
+        fptt.step()
+        fptt.zero_grad()
+        states.detach()  # FPTT: no graph across reads
+        losses.append(float(loss_t.detach()))
+    return losses, parts
 
 
 @torch.no_grad()
@@ -200,15 +221,7 @@ def train_detector(*, dataset: str = "synthetic", root=None, model_name: str = "
                        initial=batch, total=n_batches, unit="batch")
             for b in bar:
                 images, targets = voc_collate([source[int(i)] for i in order[b * batch_size:(b + 1) * batch_size]])
-                states.reset()  # a new batch of images: no memory of the previous ones
-                losses = []
-                for _t in range(T):
-                    loss_t, parts = criterion(model(images), targets, images.shape[-2:])
-                    (loss_t + fptt.regularizer()).backward()
-                    fptt.step()
-                    fptt.zero_grad()
-                    states.detach()
-                    losses.append(float(loss_t.detach()))
+                losses, parts = fptt_reads_update(model, images, targets, criterion, fptt, T, states)
                 step += 1
                 seconds = time.perf_counter() - t_start
                 rec = {"step": step, "epoch": epoch, "batch": b, "loss": sum(losses) / T, "loss_first": losses[0],
