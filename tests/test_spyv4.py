@@ -276,3 +276,35 @@ def test_cli_train_detector_errors(tmp_path, capsys):
     assert main(["train-detector", "--model", "scnn_fmnist", "--out", str(tmp_path)]) == 2
     assert "not a detector" in capsys.readouterr().err
     assert head_geometry(create_model("spyv4_tiny"))[0].shape == (3, 2)
+
+
+def _voc_tree(base):
+    """A tiny VOCdevkit (2007 trainval + test, 2012 trainval) in the real on-disk format."""
+    from PIL import Image
+
+    obj = ("<object><name>{n}</name><difficult>0</difficult><bndbox><xmin>{a}</xmin><ymin>{b}</ymin>"
+           "<xmax>{c}</xmax><ymax>{d}</ymax></bndbox></object>")
+    for year, splits in (("2007", ("trainval", "test")), ("2012", ("trainval",))):
+        voc = base / "VOCdevkit" / f"VOC{year}"
+        for sub in ("JPEGImages", "Annotations", "ImageSets/Main"):
+            (voc / sub).mkdir(parents=True, exist_ok=True)
+        for split in splits:
+            ids = [f"{year}_{split}_{i}" for i in range(2)]
+            for i, image_id in enumerate(ids):
+                Image.new("RGB", (90, 60), (30 * i, 120, 200)).save(voc / "JPEGImages" / f"{image_id}.jpg")
+                objs = obj.format(n="dog", a=10, b=10, c=50, d=40) + obj.format(n="person", a=60, b=5, c=80, d=55)
+                (voc / "Annotations" / f"{image_id}.xml").write_text(
+                    f"<annotation><filename>{image_id}.jpg</filename><size><width>90</width><height>60</height>"
+                    f"<depth>3</depth></size>{objs}</annotation>")
+            (voc / "ImageSets" / "Main" / f"{split}.txt").write_text("".join(f"{i}\n" for i in ids))
+
+
+def test_voc_training_command_runs_on_a_tiny_vocdevkit(tmp_path, capsys):
+    _voc_tree(tmp_path / "data")
+    code = main(["train-detector", "--dataset", "voc", "--root", str(tmp_path / "data"), "--model", "spyv4",
+                 "--image-size", "64", "--T", "1", "--epochs", "1", "--batch-size", "4", "--mosaic-epochs", "1",
+                 "--no-progress", "--out", str(tmp_path / "run")])
+    assert code == 0, capsys.readouterr().err
+    assert "on 2 voc test images" in capsys.readouterr().out
+    cfg = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert cfg["classes"][14] == "person" and cfg["n_train"] == 4
