@@ -35,6 +35,8 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="runs/detect", help="run directory (default runs/detect)")
     p.add_argument("--checkpoint-every", type=_positive_int, default=50, help="batches between checkpoints")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.add_argument("--device", default="cpu", help="where the network runs: cpu (default), cuda, cuda:1, ...")
+    p.add_argument("--workers", type=int, default=0, help="data-loading processes (default 0: in the main process)")
     p.add_argument("--threads", type=_positive_int, default=None, help="torch.set_num_threads for this process")
     p.add_argument("--no-progress", action="store_true")
 
@@ -49,7 +51,8 @@ def _train_run(args: argparse.Namespace) -> int:
                        mosaic_epochs=args.mosaic_epochs, label_smoothing=args.label_smoothing,
                        n_train=args.n_train, n_test=args.n_test, seed=args.seed, out_dir=args.out,
                        checkpoint_every=args.checkpoint_every, resume=args.resume, max_minutes=args.max_minutes,
-                       eval_every=args.eval_every, progress=not args.no_progress)
+                       eval_every=args.eval_every, device=args.device, workers=args.workers,
+                       progress=not args.no_progress)
     reads = ", ".join(f"{100 * m:.2f}" for m in s["map50_per_read"])
     print(f"mAP@0.5: {100 * s['map50']:.2f}% on {s['test_n']} {s['dataset']} test images after {s['T']} reads "
           f"(after each read: {reads}); {s['train_seconds'] / 60:.1f} min of training; results in {args.out}")

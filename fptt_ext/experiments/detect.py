@@ -104,7 +104,7 @@ def fptt_reads_update(model, images: torch.Tensor, targets: list[dict], criterio
 
 @torch.no_grad()
 def evaluate_detector(model, dataset, T: int, batch_size: int = 16, class_names=None, progress: bool = False,
-                      conf_thresh: float = 0.005) -> dict:
+                      conf_thresh: float = 0.005, workers: int = 0) -> dict:
     """mAP@0.5 of ``model`` on ``dataset`` after each of the ``T`` reads.
 
     Returns ``{"map50": after the last read (fraction), "map50_per_read": [...], "per_class": {...}, "n": images}``.
@@ -114,9 +114,11 @@ def evaluate_detector(model, dataset, T: int, batch_size: int = 16, class_names=
     states = StatefulModules(model)
     anchors = head_geometry(model)
     preds, targets = [[] for _ in range(T)], []
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=voc_collate)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=voc_collate, num_workers=workers)
+    device = next(model.parameters()).device
     try:
         for images, tg in tqdm(loader, desc="evaluate", disable=not progress, unit="batch"):
+            images = images.to(device)
             states.reset()
             for t in range(T):
                 out = model(images)
@@ -140,12 +142,14 @@ def train_detector(*, dataset: str = "synthetic", root=None, model_name: str = "
                    mosaic_epochs: int = 0, label_smoothing: float = 0.05, n_train: int | None = None,
                    n_test: int | None = None, seed: int = 0, out_dir: str | os.PathLike = "runs/detect",
                    checkpoint_every: int = 50, resume: bool = False, max_minutes: float | None = None,
-                   eval_every: int = 1, progress: bool = True, stop_after: int | None = None) -> dict:
+                   eval_every: int = 1, device: str = "cpu", workers: int = 0, progress: bool = True,
+                   stop_after: int | None = None) -> dict:
     """Train a zoo detector (``spyv4`` / ``spyv4_tiny``) with FPTT over ``T`` reads; returns the summary.
 
     ``T``, ``batch_size``, ``optimizer`` and ``lr`` default to the model card's (4 reads,
     Adagrad 1e-3, batch 16). ``eval_every``: evaluate the test mAP every that many epochs
-    (and always at the end). ``stop_after``: stop after that many batches in this call
+    (and always at the end). ``device``: where the network runs (e.g. ``"cuda"``);
+    ``workers``: data-loading processes (JPEG decoding for VOC). ``stop_after``: stop after that many batches in this call
     (to test resuming), without the final evaluation.
     """
     card = model_card(model_name)
@@ -172,7 +176,7 @@ def train_detector(*, dataset: str = "synthetic", root=None, model_name: str = "
               "label_smoothing": label_smoothing, "n_train": len(train_set), "n_test": len(test_set), "seed": seed}
 
     torch.manual_seed(seed)
-    model = create_model(model_name, **config["model_kwargs"])
+    model = create_model(model_name, **config["model_kwargs"]).to(device)
     criterion = YOLOLoss.for_model(model, label_smoothing=label_smoothing)
     opt = OPTIMIZERS[optimizer](model.parameters(), lr=lr)
     fptt = FPTT(model.parameters(), opt, alpha=alpha, beta=beta)
@@ -181,13 +185,13 @@ def train_detector(*, dataset: str = "synthetic", root=None, model_name: str = "
     ckpt_path, metrics_path = out / "checkpoint.pt", out / "metrics.jsonl"
     epoch, batch, step, history, seconds = 0, 0, 0, [], 0.0
     if resume and ckpt_path.exists():
-        ck = torch.load(ckpt_path, weights_only=True)
+        ck = torch.load(ckpt_path, weights_only=True, map_location=device)
         if ck["config"] != config:
             raise ValueError(f"cannot resume: {ckpt_path} was written with other settings; use the run's original "
                              f"flags (see {out / 'config.json'}) or another --out")
         model.load_state_dict(ck["model"])
         fptt.load_state_dict(ck["fptt"])
-        torch.set_rng_state(ck["rng"])
+        torch.set_rng_state(ck["rng"].cpu())
         epoch, batch, step, seconds = ck["epoch"], ck["batch"], ck["step"], ck["seconds"]
         history = [json.loads(line) for line in metrics_path.read_text().splitlines()][:ck["lines"]]
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
@@ -199,7 +203,7 @@ def train_detector(*, dataset: str = "synthetic", root=None, model_name: str = "
                           "config": config})
 
     def evaluate_now(log):
-        r = evaluate_detector(model, test_set, T, batch_size, classes, progress=progress)
+        r = evaluate_detector(model, test_set, T, batch_size, classes, progress=progress, workers=workers)
         rec = {"step": step, "epoch": epoch, "map50": r["map50"], "map50_per_read": r["map50_per_read"]}
         history.append(rec)
         log.write(json.dumps(rec) + "\n")
@@ -219,8 +223,11 @@ def train_detector(*, dataset: str = "synthetic", root=None, model_name: str = "
             order = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(seed * 1000 + epoch))
             bar = tqdm(range(batch, n_batches), desc=f"epoch {epoch + 1}/{epochs}", disable=not progress,
                        initial=batch, total=n_batches, unit="batch")
-            for b in bar:
-                images, targets = voc_collate([source[int(i)] for i in order[b * batch_size:(b + 1) * batch_size]])
+            loader = DataLoader(source, batch_size=batch_size, sampler=order[batch * batch_size:].tolist(),
+                                collate_fn=voc_collate, num_workers=workers)
+            for b, (images, targets) in zip(bar, loader):
+                images = images.to(device)
+                targets = [{k: v.to(device) for k, v in t.items()} for t in targets]
                 losses, parts = fptt_reads_update(model, images, targets, criterion, fptt, T, states)
                 step += 1
                 seconds = time.perf_counter() - t_start
@@ -239,6 +246,7 @@ def train_detector(*, dataset: str = "synthetic", root=None, model_name: str = "
                 if stop_after is not None and done_here >= stop_after:
                     return {"stopped_at_step": step}
                 if out_of_time:
+                    batch = b + 1  # where a resumed run goes on
                     break
             bar.close()
             if out_of_time:
@@ -249,7 +257,7 @@ def train_detector(*, dataset: str = "synthetic", root=None, model_name: str = "
             checkpoint(epoch, 0)
         if result is None or out_of_time:
             result = evaluate_now(log)
-            checkpoint(epoch, batch if not out_of_time else history[-2].get("batch", -1) + 1)
+            checkpoint(epoch, batch)
 
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "model.safetensors"))
     _plot(history, out / "curves.png")

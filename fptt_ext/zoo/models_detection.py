@@ -16,7 +16,7 @@ SPYV4_ARCH = ("ConvK3C32S2P1-ConvK3C64S2P1-3xCSP[ConvK3C{c}S1P1-split-ConvK3C{h}
               "of 3x(5+classes)")
 ADAGRAD = {"optimizer": "adagrad", "lr": 1e-3, "batch_size": 16}  # the papers' SPYv4 optimiser
 _VOC_TRAIN = ("fptt-ext train-detector --dataset voc --root VOC_DIR --model spyv4 --image-size 416 --T 4 "
-              "--epochs 100 --batch-size 16 --mosaic-epochs 80 --out runs/spyv4-voc")
+              "--epochs 100 --batch-size 16 --mosaic-epochs 80 --device cuda --workers 4 --out runs/spyv4-voc")
 _COUNTS = ("Parameters: 21,984,694 with neuron='ltc' (5,918,006 in the convs, heads and BNs, 8,033,344 in each "
            "of the gates gate_m and gate_adp); 13,954,454 with neuron='ltc-minus' (one conv gate per layer), "
            "which is the papers' ~14M. Spiking neurons at 416x416: 6,121,856 (papers: ~6.2M).")
