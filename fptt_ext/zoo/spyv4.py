@@ -51,6 +51,7 @@ import math
 import torch
 from torch import nn
 
+from ..fptt.state import StatefulModules
 from .base import SpikingNet, make_neuron
 
 __all__ = ["ANCHORS", "SPYv4", "SPYv4Backbone", "parameter_breakdown", "spiking_neuron_count"]
@@ -252,8 +253,6 @@ def spiking_neuron_count(model: SPYv4, image_size: int | tuple[int, int] = 416) 
     counts = []
     hooks = [m.register_forward_hook(lambda mod, inp, out: counts.append(out[0].numel()))
              for m in model.spiking_layers()]
-    from ..fptt.state import StatefulModules
-
     was_training = model.training
     try:
         model.eval()
