@@ -305,6 +305,7 @@ def test_voc_training_command_runs_on_a_tiny_vocdevkit(tmp_path, capsys):
                  "--image-size", "64", "--T", "1", "--epochs", "1", "--batch-size", "4", "--mosaic-epochs", "1",
                  "--no-progress", "--out", str(tmp_path / "run")])
     assert code == 0, capsys.readouterr().err
-    assert "on 2 voc test images" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "on 2 voc test images" in printed and "21,984,694 parameters" in printed
     cfg = json.loads((tmp_path / "run" / "config.json").read_text())
     assert cfg["classes"][14] == "person" and cfg["n_train"] == 4

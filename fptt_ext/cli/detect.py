@@ -54,6 +54,8 @@ def _train_run(args: argparse.Namespace) -> int:
                        eval_every=args.eval_every, device=args.device, workers=args.workers,
                        progress=not args.no_progress)
     reads = ", ".join(f"{100 * m:.2f}" for m in s["map50_per_read"])
+    print(f"{s['model']}: {s['num_params']:,} parameters, {s['spiking_neurons']:,} spiking neurons at "
+          f"{s['image_size']}x{s['image_size']}")
     print(f"mAP@0.5: {100 * s['map50']:.2f}% on {s['test_n']} {s['dataset']} test images after {s['T']} reads "
           f"(after each read: {reads}); {s['train_seconds'] / 60:.1f} min of training; results in {args.out}")
     return 0

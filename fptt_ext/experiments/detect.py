@@ -46,6 +46,7 @@ from ..detection import YOLOLoss, decode, head_geometry, mean_average_precision
 from ..fptt.optimizer import FPTT
 from ..fptt.state import StatefulModules
 from ..zoo import create_model, model_card
+from ..zoo.spyv4 import spiking_neuron_count
 from ._io import atomic_write
 
 __all__ = ["DETECTION_DATASETS", "detection_data", "evaluate_detector", "fptt_reads_update", "load_detector",
@@ -177,6 +178,11 @@ def train_detector(*, dataset: str = "synthetic", root=None, model_name: str = "
 
     torch.manual_seed(seed)
     model = create_model(model_name, **config["model_kwargs"]).to(device)
+    counts = {"num_params": sum(p.numel() for p in model.parameters()),
+              "spiking_neurons": spiking_neuron_count(model, image_size)}
+    if progress:
+        print(f"{model_name}: {counts['num_params']:,} parameters, {counts['spiking_neurons']:,} spiking neurons "
+              f"at {image_size}x{image_size}; {len(train_set)} training images, {T} reads each")
     criterion = YOLOLoss.for_model(model, label_smoothing=label_smoothing)
     opt = OPTIMIZERS[optimizer](model.parameters(), lr=lr)
     fptt = FPTT(model.parameters(), opt, alpha=alpha, beta=beta)
@@ -261,7 +267,7 @@ def train_detector(*, dataset: str = "synthetic", root=None, model_name: str = "
 
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "model.safetensors"))
     _plot(history, out / "curves.png")
-    summary = {**config, "batches": sum("loss" in h for h in history), "epochs_done": epoch,
+    summary = {**config, **counts, "batches": sum("loss" in h for h in history), "epochs_done": epoch,
                "stopped_by_time_limit": out_of_time, "map50": result["map50"],
                "map50_per_read": result["map50_per_read"], "per_class_ap50": result["per_class"],
                "test_n": result["n"], "train_seconds": round(seconds, 1)}
