@@ -37,11 +37,13 @@ def spyv4(neuron: str = "ltc", backend: str = "snntorch", num_classes: int = 20,
     "spyv4_tiny", task="detection", dataset="synthetic-shapes", encoding="image", T=4, paper_test_accuracy=51.38,
     paper_metric="VOC07 test mAP@0.5, % (of the full-width spyv4; this variant is for CPU runs)",
     architecture=SPYV4_ARCH + " at width 0.25", num_params=1_379_908, recipe=ADAGRAD,
-    train_command="fptt-ext train-detector --dataset synthetic --model spyv4_tiny --image-size 128 --T 4 "
-                  "--out runs/spyv4-synthetic",
+    train_command="fptt-ext train-detector --dataset synthetic --model spyv4_tiny --image-size 128 --T 4 --epochs 12 "
+                  "--batch-size 16 --optimizer adagrad --lr 1e-2 --mosaic-epochs 2 --eval-every 3 --max-minutes 24 "
+                  "--threads 1 --out runs/spyv4-synthetic",
     variant="spyv4 at width 0.25 (every spiking layer a quarter as wide; the layer pattern, neurons, heads and "
             "anchors unchanged); num_params is for 5 classes (the synthetic shapes set)",
-    description="Reduced-width SPYv4 that trains on a CPU on the synthetic shapes set (fptt_ext.data.synthetic)")
+    description="Reduced-width SPYv4 that trains on a CPU on the synthetic shapes set (fptt_ext.data.synthetic); "
+                "its train_command reached mAP@0.5 19.45% on 500 synthetic test images in 24 min (docs/spyv4.md)")
 def spyv4_tiny(neuron: str = "ltc", backend: str = "snntorch", num_classes: int = 5, step_mode: str = "s"):
     return SPYv4(num_classes=num_classes, width=0.25, neuron=neuron, backend=backend, step_mode=step_mode)
 
