@@ -123,4 +123,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 # The subcommands register themselves on import (after register_command exists).
-from . import addtask, bench, events, train, zoo  # noqa: F401
+from . import addtask, bench, detect, events, train, zoo  # noqa: F401

@@ -5,7 +5,7 @@
 ['srnn_addtask', 'srnn_dvsgesture', 'srnn_psmnist', 'srnn_smnist']
 """
 
-from . import models  # noqa: F401  (registers the entries)
+from . import models, models_detection  # noqa: F401  (registers the entries)
 from .base import SpikingNet, architecture
 from .evaluate import accuracy, addtask_mse, evaluate, loader_accuracy
 from .registry import (
