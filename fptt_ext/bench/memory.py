@@ -54,7 +54,12 @@ def measure_point(method: str, T: int, *, network: str = "rmnist", hidden=(256, 
                   batch_size: int = 16, backend: str = "spikingjelly", threads: int = 1, seed: int = 0) -> dict:
     """Train ``method`` on one sequence of length ``T`` in this process; peak RSS and saved bytes.
 
-    Meaningful as a peak only in a fresh process: use :func:`memory_table`."""
+    Meaningful as a peak only in a fresh process: use :func:`memory_table`.
+
+    >>> r = measure_point("tbptt", 2, hidden=(8,), batch_size=2)
+    >>> r["method"], r["T"], r["updates"], r["peak_mib"] >= r["baseline_mib"] > 0
+    ('tbptt', 2, 2, True)
+    """
     check_choice("method", method, METHODS)
     if T < 1:
         raise ValueError(f"T must be >= 1, got {T}")
@@ -112,7 +117,18 @@ def memory_table(Ts=DEFAULT_TS, methods=DEFAULT_METHODS, *, network: str = "rmni
     """:func:`measure_point` for every method and T, each in a fresh subprocess (one at a time).
 
     Returns ``{"config": {...}, "rows": [...]}``; a point that fails (e.g. out of memory)
-    gets a row with ``"error"`` instead of numbers."""
+    gets a row with ``"error"`` instead of numbers. Each point starts a Python process (a few
+    seconds), so the example only shows the argument checks:
+
+    >>> memory_table(Ts=(), methods=("fptt",))
+    Traceback (most recent call last):
+    ...
+    ValueError: sequence lengths must be >= 1, got []
+    >>> memory_table(Ts=(2,), methods=("adam",))
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown method 'adam'; choose from fptt, fptt-exact, tbptt, bptt, sj-fptt
+    """
     for m in methods:
         check_choice("method", m, METHODS)
     if not Ts or min(Ts) < 1:
@@ -138,7 +154,14 @@ def memory_table(Ts=DEFAULT_TS, methods=DEFAULT_METHODS, *, network: str = "rmni
 
 
 def print_memory(result: dict, file=None) -> None:
-    """The table: peak RSS, peak minus baseline, autograd bytes saved per update."""
+    """The table: peak RSS, peak minus baseline, autograd bytes saved per update.
+
+    >>> row = measure_point("fptt", 2, hidden=(8,), batch_size=2)
+    >>> print_memory({"rows": [row, {"method": "bptt", "T": 2, "error": "MemoryError"}]})  # doctest: +ELLIPSIS
+        method      T   peak MiB   baseline   training  saved/update MiB
+          fptt      2 ...
+          bptt      2  failed: MemoryError
+    """
     print(f"{'method':>10} {'T':>6} {'peak MiB':>10} {'baseline':>10} {'training':>10} {'saved/update MiB':>17}",
           file=file)
     for r in result["rows"]:
@@ -150,7 +173,16 @@ def print_memory(result: dict, file=None) -> None:
 
 
 def plot_memory(result: dict, path) -> None:
-    """Fig. 2d-style PNG: memory against T per method, log-log; peak RSS, training memory, saved bytes."""
+    """Fig. 2d-style PNG: memory against T per method, log-log; peak RSS, training memory, saved bytes.
+
+    >>> import tempfile
+    >>> rows = [measure_point("fptt", T, hidden=(8,), batch_size=2) for T in (2, 3)]
+    >>> result = {"config": {"network": "rmnist", "batch_size": 2, "methods": ["fptt"]}, "rows": rows}
+    >>> path = Path(tempfile.mkdtemp()) / "memory.png"
+    >>> plot_memory(result, path)
+    >>> path.read_bytes()[:8] == b"\\x89PNG\\r\\n\\x1a\\n"
+    True
+    """
     import matplotlib
 
     matplotlib.use("Agg")

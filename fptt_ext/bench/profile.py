@@ -69,7 +69,14 @@ def _phase_ranges(work):
 def profile_fptt_step(*, network: str = "rmnist", steps: int = 20, batch_size: int = 128, hidden=(256, 256),
                       width: float = 1.0, backend: str = "spikingjelly", threads: int | None = 1,
                       top: int = 15) -> dict:
-    """Profile ``steps`` FPTT (practical, K = T) steps after one warm-up sequence; ms per step per phase."""
+    """Profile ``steps`` FPTT (practical, K = T) steps after one warm-up sequence; ms per step per phase.
+
+    >>> r = profile_fptt_step(steps=2, batch_size=2, hidden=(8,), top=3)
+    >>> sorted(r) == ["config", "ms_per_step", "ms_per_step_total", "top_ops"]
+    True
+    >>> list(r["ms_per_step"]) == list(PHASES) + ["rest (loop)"], len(r["top_ops"]) <= 3, r["ms_per_step_total"] > 0
+    (True, True, True)
+    """
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     old = torch.get_num_threads()
@@ -98,7 +105,17 @@ def profile_fptt_step(*, network: str = "rmnist", steps: int = 20, batch_size: i
 
 
 def print_profile(result: dict, file=None) -> None:
-    """The phases of one FPTT step and the most expensive operators."""
+    """The phases of one FPTT step and the most expensive operators.
+
+    >>> r = profile_fptt_step(steps=2, batch_size=2, hidden=(8,), top=2)
+    >>> print_profile(r)  # doctest: +ELLIPSIS
+                       phase   ms/step   share
+             network forward ...
+                       total ...
+    <BLANKLINE>
+                        operator  calls/step  self ms/step
+    ...
+    """
     total = result["ms_per_step_total"]
     print(f"{'phase':>24} {'ms/step':>9} {'share':>7}", file=file)
     for p, ms in result["ms_per_step"].items():
@@ -144,7 +161,18 @@ def compare_revisions(before: str = "HEAD~1", *, methods=("fptt", "tbptt"), T: i
     """Median time per step of ``methods`` with git revision ``before`` and with this tree, interleaved.
 
     One worker process per (revision, method) stays alive; a round asks each in turn for one
-    sequence (the others wait idle), so at most one of them runs at a time."""
+    sequence (the others wait idle), so at most one of them runs at a time. Each worker takes
+    seconds to start, so the example only shows the argument checks (made before any export):
+
+    >>> compare_revisions("HEAD", methods=("sj-fptt",))
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown method 'sj-fptt'; choose from fptt, tbptt, bptt
+    >>> compare_revisions("HEAD", rounds=0)
+    Traceback (most recent call last):
+    ...
+    ValueError: need rounds >= 1 and warmup >= 0, got rounds=0, warmup=1
+    """
     for m in methods:
         check_choice("method", m, ("fptt", "tbptt", "bptt"))
     if rounds < 1 or warmup < 0:

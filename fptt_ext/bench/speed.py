@@ -32,7 +32,12 @@ def speed_table(methods=DEFAULT_METHODS, *, network: str = "rmnist", T: int = 20
                 warmup: int = 1, threads: int | None = 1, progress: bool = False) -> dict:
     """Interleaved timing of ``methods`` on ``network``; ``rounds`` timed rounds after ``warmup``.
 
-    Returns ``{"config", "methods": {m: {...}}, "ratios": {...}}`` with per-round times kept."""
+    Returns ``{"config", "methods": {m: {...}}, "ratios": {...}}`` with per-round times kept.
+
+    >>> r = speed_table(["tbptt", "fptt"], T=2, batch_size=2, hidden=(8,), rounds=2, warmup=0)
+    >>> list(r["methods"]), len(r["methods"]["fptt"]["seconds_per_sequence"]), list(r["ratios"])
+    (['tbptt', 'fptt'], 2, ['fptt/tbptt time per step'])
+    """
     methods = list(dict.fromkeys(methods))
     for m in methods:
         check_choice("method", m, METHODS)
@@ -89,7 +94,14 @@ def _ratios(times: dict) -> dict:
 
 
 def print_speed(result: dict, file=None) -> None:
-    """The table: median time, sample-steps/s, time per step relative to TBPTT-1, speedup over SpikingJelly."""
+    """The table: median time, sample-steps/s, time per step relative to TBPTT-1, speedup over SpikingJelly.
+
+    >>> r = speed_table(["tbptt", "fptt"], T=2, batch_size=2, hidden=(8,), rounds=1, warmup=0)
+    >>> print_speed(r)  # doctest: +ELLIPSIS +NORMALIZE_WHITESPACE
+    method  ms/sequence  ms/step  sample-steps/s  x TBPTT-1  speedup vs SJ
+    TBPTT-1 ... 1.000 nan
+    FPTT (practical) ... nan
+    """
     ms = result["methods"]
     ratios = result["ratios"]
     print(f"{'method':>34} {'ms/sequence':>12} {'ms/step':>9} {'sample-steps/s':>15} {'x TBPTT-1':>10} "
@@ -102,7 +114,15 @@ def print_speed(result: dict, file=None) -> None:
 
 
 def plot_speed(result: dict, path) -> None:
-    """Bar chart of median sample-steps/s per method, with every timed round as a dot."""
+    """Bar chart of median sample-steps/s per method, with every timed round as a dot.
+
+    >>> import tempfile, os
+    >>> r = speed_table(["tbptt", "fptt"], T=2, batch_size=2, hidden=(8,), rounds=2, warmup=0)
+    >>> path = os.path.join(tempfile.mkdtemp(), "speed.png")
+    >>> plot_speed(r, path)
+    >>> open(path, "rb").read(8) == b"\\x89PNG\\r\\n\\x1a\\n"
+    True
+    """
     import matplotlib
 
     matplotlib.use("Agg")

@@ -100,7 +100,14 @@ def make_optimizer(params, lr: float = 1e-3) -> torch.optim.Optimizer:
 
 
 class Workload:
-    """A network, its optimizer and a training method; :meth:`run` trains on one sequence."""
+    """A network, its optimizer and a training method; :meth:`run` trains on one sequence.
+
+    >>> model = build_network(hidden=(8,))
+    >>> w = Workload("tbptt", model, make_optimizer(model.parameters()))
+    >>> x, y = make_data("rmnist", T=2, batch_size=2)
+    >>> w.run(x, y); w.method, w.updates
+    ('tbptt', 2)
+    """
 
     def __init__(self, method: str, model: nn.Module, optimizer: torch.optim.Optimizer, alpha: float = 0.1):
         check_choice("method", method, METHODS)
@@ -134,7 +141,15 @@ def make_workload(method: str, network: str = "rmnist", *, hidden=(256, 256), wi
     """Build the network (weights from ``seed``), an Adam optimizer and ``method``'s training step.
 
     The network is run once on a zero batch first, so lazily sized state exists before the
-    optimizer (and FPTT's ``W_bar``/``lam``) are created, as a training script would do."""
+    optimizer (and FPTT's ``W_bar``/``lam``) are created, as a training script would do.
+
+    >>> w = make_workload("fptt", hidden=(8,), batch_size=2)
+    >>> type(w).__name__, w.method, type(w.torch_optimizer).__name__
+    ('Workload', 'fptt', 'Adam')
+    >>> x, y = make_data("rmnist", T=2, batch_size=2)
+    >>> w.run(x, y); w.updates
+    2
+    """
     check_choice("method", method, METHODS)
     model = build_network(network, hidden=hidden, width=width, backend=backend, seed=seed)
     x, _ = make_data(network, 1, batch_size)

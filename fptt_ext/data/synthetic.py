@@ -72,6 +72,11 @@ class SyntheticShapes(Dataset):
         max_objects: most shapes per image.
         min_size, max_size: shape side as fractions of ``S``.
         classes: which shapes to draw (names from :data:`SHAPE_CLASSES`).
+
+    >>> ds = SyntheticShapes(2, image_size=32, seed=1, max_objects=2, classes=("circle", "square"))
+    >>> img, t = ds[1]
+    >>> len(ds), img.shape, 1 <= len(t["labels"]) <= 2, bool((t["labels"] < 2).all())
+    (2, torch.Size([3, 32, 32]), True, True)
     """
 
     def __init__(self, n: int, image_size: int = 128, seed: int = 0, max_objects: int = 3, min_size: float = 0.15,

@@ -26,7 +26,12 @@ _MAX_LOG_WH = 4.0  # exp(4) = 55x the anchor: beyond that a box is garbage, and 
 
 
 class YoloHead:
-    """One head's logits reshaped to ``[B, A, gh, gw, 5 + C]`` with its anchors ``[A, 2]``."""
+    """One head's logits reshaped to ``[B, A, gh, gw, 5 + C]`` with its anchors ``[A, 2]``.
+
+    >>> head = YoloHead(torch.zeros(2, 3 * 8, 4, 4), torch.full((3, 2), 0.25))
+    >>> head.p.shape, head.num_classes, head.grid, head.class_logits.shape
+    (torch.Size([2, 3, 4, 4, 8]), 3, (4, 4), torch.Size([2, 3, 4, 4, 3]))
+    """
 
     def __init__(self, logits: torch.Tensor, anchors: torch.Tensor, scale_xy: float = SCALE_XY):
         if logits.dim() != 4:
@@ -97,7 +102,12 @@ def letterbox(image: torch.Tensor, size: int, fill: float = 0.5) -> tuple[torch.
 
 
 def unletterbox(boxes: torch.Tensor, scale: float, offset: tuple[int, int], image_hw: tuple[int, int]) -> torch.Tensor:
-    """Map xyxy boxes from the letterboxed frame back to the original image (clipped to it)."""
+    """Map xyxy boxes from the letterboxed frame back to the original image (clipped to it).
+
+    >>> _, s, off = letterbox(torch.zeros(3, 50, 100), 64)     # scale 0.64, offset (0, 16)
+    >>> unletterbox(torch.tensor([[0.0, 16.0, 32.0, 48.0]]), s, off, (50, 100))
+    tensor([[ 0.,  0., 50., 50.]])
+    """
     left, top = offset
     b = (boxes - boxes.new_tensor([left, top, left, top])) / scale
     h, w = image_hw

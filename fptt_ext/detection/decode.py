@@ -33,6 +33,12 @@ def decode(outputs, anchors, image_size: tuple[int, int], conf_thresh: float = 0
     ``outputs``: the heads' logits ``[B, A*(5+C), gh, gw]``; ``anchors``: per head ``[A, 2]``
     (fractions of the image, e.g. :func:`~fptt_ext.detection.head_geometry`); ``image_size``
     ``(H, W)``. The default ``conf_thresh`` suits mAP evaluation; use ~0.25 for display.
+
+    >>> logits = torch.full((2, 7, 1, 1), -10.0)           # 2 images, 1 anchor, 2 classes, 1x1 grid
+    >>> logits[1, :4] = 0.0; logits[1, 4] = 10.0; logits[1, 6] = 10.0   # image 1: one box of class 1
+    >>> d = decode([logits], [torch.tensor([[0.5, 0.5]])], image_size=(32, 32), conf_thresh=0.25)
+    >>> [len(r["boxes"]) for r in d], d[1]["labels"], d[1]["boxes"].round().tolist()
+    ([0, 1], tensor([1]), [[8.0, 8.0, 24.0, 24.0]])
     """
     H, W = image_size
     per_head = []

@@ -46,6 +46,12 @@ class YOLOLoss(nn.Module):
         ignore_thresh: predicted boxes overlapping a gt more than this are not pushed to
             objectness 0 (yolov4-tiny.cfg: 0.7).
         box_gain, obj_gain, cls_gain: weights of the three parts.
+
+    >>> crit = YOLOLoss(torch.tensor([[0.25, 0.25]]), masks=((0,),), num_classes=1)
+    >>> empty = [{"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.long)}]
+    >>> loss, parts = crit([torch.zeros(1, 6, 2, 2)], empty, image_size=(64, 64))
+    >>> parts["box"], parts["cls"], round(parts["obj"], 4)   # no objects: only objectness, 4 x BCE(0, 0)
+    (0.0, 0.0, 2.7726)
     """
 
     def __init__(self, anchors: torch.Tensor, masks, num_classes: int, label_smoothing: float = 0.05,

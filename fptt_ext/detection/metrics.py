@@ -29,6 +29,12 @@ def mean_average_precision(preds: list[dict], targets: list[dict], class_names=N
 
     Returns ``{"map50": fraction in [0, 1], "per_class": {name or index: AP or None}}``;
     a class with no ground truth in ``targets`` gets ``None`` and does not enter the mean.
+
+    >>> gt = [{"boxes": torch.tensor([[0., 0., 10., 10.]]), "labels": torch.tensor([1])}]
+    >>> det = [{"boxes": torch.tensor([[0., 0., 10., 10.]]), "scores": torch.tensor([0.9]), "labels": torch.tensor([1])}]
+    >>> r = mean_average_precision(det, gt, class_names=["cat", "dog"])
+    >>> r["map50"], r["per_class"]
+    (1.0, {'dog': 1.0})
     """
     from torchmetrics.detection import MeanAveragePrecision
 

@@ -24,7 +24,11 @@ __all__ = ["build_targets", "shape_iou"]
 
 
 def shape_iou(wh1: torch.Tensor, wh2: torch.Tensor) -> torch.Tensor:
-    """IoU of boxes ``[N, 2]`` and ``[M, 2]`` (widths, heights) placed on the same centre: ``[N, M]``."""
+    """IoU of boxes ``[N, 2]`` and ``[M, 2]`` (widths, heights) placed on the same centre: ``[N, M]``.
+
+    >>> shape_iou(torch.tensor([[2.0, 2.0]]), torch.tensor([[2.0, 2.0], [1.0, 1.0], [4.0, 1.0]]))
+    tensor([[1.0000, 0.2500, 0.3333]])
+    """
     inter = torch.minimum(wh1[:, None], wh2[None]).prod(-1)
     return inter / (wh1.prod(-1)[:, None] + wh2.prod(-1)[None] - inter)
 
@@ -43,6 +47,12 @@ def build_targets(targets: list[dict], anchors: torch.Tensor, masks, grids, imag
     Returns per head ``{"index": [P, 4] (image, anchor-in-head, row, col), "boxes": [P, 4]
     cxcywh fractions of the image, "labels": [P]}``; a cell-anchor claimed twice keeps the
     last box.
+
+    >>> t = [{"boxes": torch.zeros(0, 4), "labels": torch.zeros(0)},
+    ...      {"boxes": torch.tensor([[16.0, 16.0, 48.0, 48.0]]), "labels": torch.tensor([0])}]
+    >>> a = build_targets(t, torch.tensor([[0.5, 0.5]]), masks=((0,),), grids=((2, 2),), image_size=(64, 64))
+    >>> a[0]["index"], a[0]["boxes"]                   # image 1, anchor 0, cell (1, 1); cx, cy, w, h
+    (tensor([[1, 0, 1, 1]]), tensor([[0.5000, 0.5000, 0.5000, 0.5000]]))
     """
     H, W = image_size
     scale = torch.tensor([W, H, W, H], dtype=torch.float32)

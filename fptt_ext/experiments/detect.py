@@ -63,6 +63,10 @@ def detection_data(dataset: str, split: str, *, root=None, image_size: int = 128
 
     Synthetic: ``n`` images (default 2000 train / 500 test), the test set drawn with another seed.
     VOC: VOC07+12 trainval for ``"train"``, VOC07 test for ``"test"``; ``n`` keeps the first ``n``.
+
+    >>> ds, names = detection_data("synthetic", "test", image_size=32, n=3)
+    >>> len(ds), ds[0][0].shape, names[:2]
+    (3, torch.Size([3, 32, 32]), ('circle', 'square'))
     """
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
@@ -89,6 +93,14 @@ def fptt_reads_update(model, images: torch.Tensor, targets: list[dict], criterio
 
     Resets the neuron states first and detaches them after every update. Returns the
     detection loss of each read and the last read's loss parts.
+
+    >>> from fptt_ext.zoo.spyv4 import SPYv4
+    >>> net = SPYv4(num_classes=5, width=0.125)
+    >>> images, targets = voc_collate([SyntheticShapes(1, image_size=64)[0]])
+    >>> fptt = FPTT(net.parameters(), torch.optim.Adagrad(net.parameters(), lr=1e-3))
+    >>> losses, parts = fptt_reads_update(net, images, targets, YOLOLoss.for_model(net), fptt, T=2)
+    >>> len(losses), sorted(parts), all(v > 0 for v in losses)
+    (2, ['box', 'cls', 'obj'], True)
     """
     states = StatefulModules(model) if states is None else states
     states.reset()  # a new batch of images: no memory of the previous ones
@@ -109,6 +121,11 @@ def evaluate_detector(model, dataset, T: int, batch_size: int = 16, class_names=
     """mAP@0.5 of ``model`` on ``dataset`` after each of the ``T`` reads.
 
     Returns ``{"map50": after the last read (fraction), "map50_per_read": [...], "per_class": {...}, "n": images}``.
+
+    >>> from fptt_ext.zoo.spyv4 import SPYv4
+    >>> r = evaluate_detector(SPYv4(num_classes=5, width=0.125), SyntheticShapes(2, image_size=32), T=2, batch_size=2)
+    >>> r["n"], len(r["map50_per_read"]), 0.0 <= r["map50"] <= 1.0
+    (2, 2, True)
     """
     was_training = model.training
     model.eval()
@@ -152,6 +169,12 @@ def train_detector(*, dataset: str = "synthetic", root=None, model_name: str = "
     (and always at the end). ``device``: where the network runs (e.g. ``"cuda"``);
     ``workers``: data-loading processes (JPEG decoding for VOC). ``stop_after``: stop after that many batches in this call
     (to test resuming), without the final evaluation.
+
+    >>> import tempfile
+    >>> out = tempfile.mkdtemp()
+    >>> s = train_detector(image_size=32, T=1, n_train=2, n_test=1, batch_size=2, out_dir=out, progress=False)
+    >>> s["batches"], s["test_n"], sorted(p.name for p in Path(out).iterdir())
+    (1, 1, ['checkpoint.pt', 'config.json', 'curves.png', 'metrics.jsonl', 'model.safetensors', 'summary.json'])
     """
     card = model_card(model_name)
     if card["task"] != "detection":
@@ -295,7 +318,15 @@ def _plot(history: list[dict], path: Path) -> None:
 
 
 def load_detector(run_dir: str | os.PathLike):
-    """``(model, config)`` of a finished ``train_detector`` run (its ``config.json`` and ``model.safetensors``)."""
+    """``(model, config)`` of a finished ``train_detector`` run (its ``config.json`` and ``model.safetensors``).
+
+    >>> import tempfile
+    >>> out = tempfile.mkdtemp()
+    >>> _ = train_detector(image_size=32, T=1, n_train=2, n_test=1, batch_size=2, out_dir=out, progress=False)
+    >>> model, cfg = load_detector(out)
+    >>> cfg["model"], cfg["image_size"], model.num_classes, model.training
+    ('spyv4_tiny', 32, 5, False)
+    """
     from safetensors.torch import load_file
 
     run = Path(run_dir)

@@ -30,7 +30,15 @@ VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpe
 
 
 def read_frames(paths, max_frames: int | None = None):
-    """Yield ``(name, uint8 [3, H, W] RGB frame)`` from image files or one video file."""
+    """Yield ``(name, uint8 [3, H, W] RGB frame)`` from image files or one video file.
+
+    >>> import tempfile
+    >>> from torchvision.io import write_png
+    >>> path = Path(tempfile.mkdtemp()) / "grey.png"
+    >>> _ = write_png(torch.full((1, 20, 30), 128, dtype=torch.uint8), str(path))   # a grey image
+    >>> [(name, frame.shape, frame.dtype) for name, frame in read_frames([path])]
+    [('grey', torch.Size([3, 20, 30]), torch.uint8)]
+    """
     from torchvision.io import ImageReadMode, decode_image, read_file
 
     paths = [Path(p) for p in paths]
@@ -72,6 +80,16 @@ def detect_files(inputs, *, run_dir: str | os.PathLike, out_dir: str | os.PathLi
     """Detect objects in ``inputs`` with the model of ``run_dir``; see the module docstring.
 
     Returns ``{"frames": n, "detections": total boxes drawn, "raster": path, "per_frame": [...]}``.
+
+    >>> import tempfile
+    >>> from torchvision.io import write_png
+    >>> from fptt_ext.experiments.detect import train_detector
+    >>> run, work = tempfile.mkdtemp(), Path(tempfile.mkdtemp())
+    >>> _ = train_detector(image_size=32, T=1, n_train=2, n_test=1, batch_size=2, out_dir=run, progress=False)
+    >>> _ = write_png(torch.zeros(3, 40, 60, dtype=torch.uint8), str(work / "frame.png"))
+    >>> r = detect_files([work / "frame.png"], run_dir=run, out_dir=work / "out", T=2)
+    >>> r["frames"], r["per_frame"][0]["frame"], sorted(p.name for p in (work / "out").iterdir())
+    (1, 'frame', ['frame.png', 'raster.png'])
     """
     from torchvision.io import write_png
     from torchvision.utils import draw_bounding_boxes

@@ -167,6 +167,7 @@ class SequenceTrainer:
                              "broadcasts from rank 0 at every forward; wrap it with "
                              "DistributedDataParallel(model, forward_sync_buffers=False) "
                              "(broadcast_buffers=False on torch < 2.13)")
+        self._ddp = isinstance(model, nn.parallel.DistributedDataParallel)
         self.multi_step = is_multi_step(model)
         self._params = [p for p in model.parameters() if p.requires_grad]
 
@@ -229,11 +230,17 @@ class SequenceTrainer:
             else:
                 closure = self._replay(x[start:end], y, start, end, snapshot, rng) if exact else None
                 try:  # gradients never outlive the update, even when it raises
-                    loss.backward()
-                    if self.method == "fptt":
-                        # R's gradient is closed-form: adding it with foreach kernels gives the
-                        # gradient of loss + R (up to rounding) without R's graph and value.
-                        self.optimizer.add_regularizer_grad_()
+                    if self.method == "fptt" and self._ddp:
+                        # Under DDP every parameter must take part in the backward that DDP
+                        # all-reduces (a recurrent weight unused at a sequence's first step
+                        # would stall its reducer), so R stays on the graph there.
+                        (loss + self.optimizer.regularizer()).backward()
+                    else:
+                        loss.backward()
+                        if self.method == "fptt":
+                            # R's gradient is closed-form: adding it with foreach kernels gives the
+                            # gradient of loss + R (up to rounding) without R's graph and value.
+                            self.optimizer.add_regularizer_grad_()
                     stepped = self._step(closure, end)
                 finally:
                     self.optimizer.zero_grad(set_to_none=True)

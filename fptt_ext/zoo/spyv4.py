@@ -189,6 +189,11 @@ class SPYv4(SPYv4Backbone):
 
     Outputs are raw logits ``[B, 3 * (5 + num_classes), H/32, W/32]`` and ``[..., H/16,
     W/16]``; :mod:`fptt_ext.detection` decodes them with :attr:`anchors`.
+
+    >>> net = SPYv4(num_classes=1, width=0.125, step_mode="m")
+    >>> p32, p16 = net(torch.rand(2, 1, 3, 32, 64))     # T=2 reads of one 32x64 image
+    >>> p32.shape, p16.shape, net.anchors.shape
+    (torch.Size([2, 1, 18, 1, 2]), torch.Size([2, 1, 18, 2, 4]), torch.Size([6, 2]))
     """
 
     def __init__(self, num_classes: int = 20, width: float = 1.0, neuron: str = "ltc", backend: str = "snntorch",
