@@ -71,6 +71,23 @@ def _check_weights(model: torch.nn.Module, state: dict, what: str) -> None:
         raise ValueError(f"{what} ({'; '.join(parts)})")
 
 
+def _resume(ckpt_path: Path, metrics_path: Path, model, trainer, sched, T: int) -> tuple[int, int, int, list]:
+    """Restore a run from ``checkpoint.pt`` (weights, trainer and scheduler state, RNG);
+    returns ``(epoch, batch, step, history)``, a fresh start if there is no checkpoint."""
+    if not ckpt_path.exists():
+        return 0, 0, 0, []
+    ck = torch.load(ckpt_path, weights_only=True)
+    _check_weights(model, ck["model"], f"cannot resume: {ckpt_path} was written by a different network "
+                                       f"than the one asked for (use the run's original flags, or another --out)")
+    model.load_state_dict(ck["model"])
+    trainer.load_state_dict(ck["trainer"], T=T)
+    if sched is not None:
+        sched.load_state_dict(ck["scheduler"])
+    torch.set_rng_state(ck["rng"])
+    history = [json.loads(line) for line in metrics_path.read_text().splitlines()][:ck["lines"]]
+    return ck["epoch"], ck["batch"], ck["step"], history
+
+
 def _save_checkpoint(path: Path, payload: dict) -> None:
     atomic_write(path, lambda f: torch.save(payload, f))
 
@@ -141,18 +158,8 @@ def train_classifier(*, model_name: str = "ostl_rmnist", dataset: str | None = N
     trainer = SequenceTrainer(model, opt, method=method, K=K, k=k, loss="classification", num_classes=10,
                               alpha=alpha, beta=beta)
     ckpt_path, metrics_path = out / "checkpoint.pt", out / "metrics.jsonl"
-    epoch, batch, step, history = 0, 0, 0, []
-    if resume and ckpt_path.exists():
-        ck = torch.load(ckpt_path, weights_only=True)
-        _check_weights(model, ck["model"], f"cannot resume: {ckpt_path} was written by a different network "
-                                           f"than the one asked for (use the run's original flags, or another --out)")
-        model.load_state_dict(ck["model"])
-        trainer.load_state_dict(ck["trainer"], T=T)
-        if sched is not None:
-            sched.load_state_dict(ck["scheduler"])
-        torch.set_rng_state(ck["rng"])
-        epoch, batch, step = ck["epoch"], ck["batch"], ck["step"]
-        history = [json.loads(line) for line in metrics_path.read_text().splitlines()][:ck["lines"]]
+    epoch, batch, step, history = _resume(ckpt_path, metrics_path, model, trainer, sched, T) if resume \
+        else (0, 0, 0, [])
     # written after a resumed checkpoint was accepted, so a refused resume leaves the run's config alone
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     metrics_path.write_text("".join(json.dumps(h) + "\n" for h in history))

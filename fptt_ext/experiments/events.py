@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from ..data.events import EVENT_DATASETS, event_split
 from ..fptt.loop import SequenceTrainer
 from ..zoo import create_model, loader_accuracy, model_card
-from .classify import OPTIMIZERS, PRECISIONS, _check_weights, _plot, _save_checkpoint
+from .classify import OPTIMIZERS, PRECISIONS, _plot, _resume, _save_checkpoint
 
 __all__ = ["train_events"]
 
@@ -85,16 +85,8 @@ def train_events(*, model_name: str, root=None, T: int | None = None, method: st
     n_classes = int(card["architecture"].split("-")[-1][:-1])  # "...-11I": the readout size
     trainer = SequenceTrainer(model, opt, method=method, K=K, k=k, loss="classification", num_classes=n_classes)
     ckpt_path, metrics_path = out / "checkpoint.pt", out / "metrics.jsonl"
-    epoch = batch = step = 0
-    history: list[dict] = []
-    if resume and ckpt_path.exists():
-        ck = torch.load(ckpt_path, weights_only=True)
-        _check_weights(model, ck["model"], f"cannot resume: {ckpt_path} was written for another network")
-        model.load_state_dict(ck["model"])
-        trainer.load_state_dict(ck["trainer"], T=T)
-        torch.set_rng_state(ck["rng"])
-        epoch, batch, step = ck["epoch"], ck["batch"], ck["step"]
-        history = [json.loads(line) for line in metrics_path.read_text().splitlines()][:ck["lines"]]
+    epoch, batch, step, history = _resume(ckpt_path, metrics_path, model, trainer, None, T) if resume \
+        else (0, 0, 0, [])
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     metrics_path.write_text("".join(json.dumps(h) + "\n" for h in history))
 

@@ -155,6 +155,11 @@ class SpikingNet(base.StepModule, nn.Module):
         torch.Size([7, 5, 2])
     """
 
+    # True for topologies that split or concatenate along dim 1 (SpikingJelly's multi-step
+    # layers would read [T, B, ...] on the wrong dimension): the sub-modules then always run
+    # single-step and multi-step mode loops over T here, whichever backend built them.
+    loops_over_time = False
+
     def __init__(self, layers: nn.Module | None = None, *, backend: str = "snntorch", step_mode: str = "s",
                  input_shape: tuple[int, ...] | None = None):
         nn.Module.__init__(self)
@@ -175,7 +180,7 @@ class SpikingNet(base.StepModule, nn.Module):
         if value not in ("s", "m"):
             raise ValueError(f"step_mode must be 's' (one step per call) or 'm' ([T, B, ...]), got {value!r}")
         self._step_mode = value
-        if self.backend == "spikingjelly":
+        if self.backend == "spikingjelly" and not self.loops_over_time:
             for m in self.modules():
                 if m is not self and isinstance(m, base.StepModule):
                     m.step_mode = value
@@ -204,7 +209,7 @@ class SpikingNet(base.StepModule, nn.Module):
         self._check_input(x)
         if self.step_mode == "s":
             return self.forward_step(x)
-        if self.backend == "spikingjelly":
+        if self.backend == "spikingjelly" and not self.loops_over_time:
             return self.forward_step(x)
         return torch.stack([self.forward_step(x_t) for x_t in x])
 

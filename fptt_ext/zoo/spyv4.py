@@ -116,6 +116,8 @@ class SPYv4Backbone(SpikingNet):
     torch.Size([1, 64, 2, 2])
     """
 
+    loops_over_time = True  # the CSP splits and concatenations act on dim 1: see SpikingNet
+
     def __init__(self, width: float = 1.0, neuron: str = "ltc", backend: str = "snntorch", step_mode: str = "s"):
         if not width > 0:
             raise ValueError(f"width must be > 0, got {width}")
@@ -129,19 +131,6 @@ class SPYv4Backbone(SpikingNet):
         self.csp2 = CSPBlock(2 * c64, c128, **kw)
         self.csp3 = CSPBlock(2 * c128, c256, **kw)
         self.step_mode = step_mode
-
-    # SpikingJelly's multi-step mode would send [T, B, ...] through the splits and
-    # concatenations on the wrong dimension: every sub-module stays single-step and
-    # step_mode "m" loops over T here.
-    @property
-    def step_mode(self) -> str:
-        return self._step_mode
-
-    @step_mode.setter
-    def step_mode(self, value: str) -> None:
-        if value not in ("s", "m"):
-            raise ValueError(f"step_mode must be 's' (one read per call) or 'm' ([T, B, ...]), got {value!r}")
-        self._step_mode = value
 
     def spiking_layers(self) -> list[SpikingConv]:
         """The spiking conv layers in forward order (shallow to deep)."""
