@@ -14,7 +14,8 @@ import torch
 
 from fptt_ext.cli import main
 from fptt_ext.data import AddTask, add_task_batch
-from fptt_ext.experiments.addtask import plot_addtask, read_log, run_addtask
+from fptt_ext.experiments.addtask import HELDOUT_OFFSET, _stability, plot_addtask, read_log, run_addtask
+from fptt_ext.fptt.losses import RegressionEndLoss
 from fptt_ext.fptt.loop import SequenceTrainer
 from fptt_ext.zoo.srnn import AddTaskLSTM, AddTaskSNN, addtask_model
 
@@ -86,9 +87,12 @@ def test_models_train(tmp_path, model, method):
     s = run_addtask(T=20, method=method, model=model, iterations=3, out_dir=tmp_path, **SMALL)
     rows = read_log(tmp_path)
     assert [r["iteration"] for r in rows] == [1, 2, 3]
-    assert all(math.isfinite(r["loss"]) and math.isfinite(r["mse"]) and r["time"] > 0 for r in rows)
-    assert s["iterations"] == 3 and not s["diverged"] and s["label"] == f"{method}-{model}".upper()
-    assert s["final_mse"] == pytest.approx(sum(r["mse"] for r in rows) / 3)
+    assert all(math.isfinite(r["loss"]) and math.isfinite(r["train_mse"]) and math.isfinite(r["heldout_mse"])
+               and r["time"] > 0 for r in rows)
+    label = {"fptt": "FPTT-K10", "bptt": "BPTT"}[method] + f"-{model.upper()}"
+    assert s["iterations"] == 3 and not s["diverged"] and s["label"] == label
+    assert s["final_mse"] == pytest.approx(sum(r["heldout_mse"] for r in rows) / 3)
+    assert s["final_train_mse"] == pytest.approx(sum(r["train_mse"] for r in rows) / 3)
     assert json.loads((tmp_path / "summary.json").read_text()) == s
 
 
@@ -99,17 +103,64 @@ def test_tbptt_and_fptt_k(tmp_path):
     assert s["label"] == "FPTT-K3-LTC"
 
 
-def test_mse_is_final_step_prediction(tmp_path):
-    run_addtask(T=10, iterations=1, out_dir=tmp_path, **SMALL)
-    # Recompute iteration 1 by hand: same seed -> same init and batch.
+def test_logged_mses_are_what_they_say(tmp_path):
+    s = run_addtask(T=20, K=4, iterations=2, out_dir=tmp_path, **SMALL)
+    assert s["config"]["K"] == 4 and s["config"]["max_grad_norm"] == 1.0 and s["config"]["readout"] == "mem"
+    assert s["config"]["detach_adaptation"] is True  # on by default: the threshold adapts (beta_a = 1.8)
+    # Recompute both iterations by hand: same seed -> same init and batches; the authors' recipe:
+    # 4 windows, clipping at 1, loss weight p + 1/K per window, readout on the membrane.
     torch.manual_seed(0)
-    net, _ = addtask_model("ltc", hidden=16)
-    trainer = SequenceTrainer(net, torch.optim.Adam(net.parameters(), 3e-3), loss="regression_end")
-    x, y = AddTask(10, 4, seed=0).batch(0)
-    result = trainer.train_batch(x, y)
-    row = read_log(tmp_path)[0]
-    assert row["loss"] == result.loss
-    assert row["mse"] == torch.nn.functional.mse_loss(result.outputs[-1, :, 0], y).item()
+    net, _ = addtask_model("ltc", hidden=16, detach_adaptation=True)
+    trainer = SequenceTrainer(net, torch.optim.Adam(net.parameters(), 3e-3), K=4, max_grad_norm=1.0,
+                              loss=RegressionEndLoss(20, "window", K=4))
+    for i, row in enumerate(read_log(tmp_path)):
+        x, y = AddTask(20, 4, seed=0).batch(i)
+        result = trainer.train_batch(x, y)
+        assert row["loss"] == result.loss and result.updates == 4
+        # train_mse: the training batch's own final-step prediction
+        assert row["train_mse"] == torch.nn.functional.mse_loss(result.outputs[-1, :, 0], y).item()
+        # heldout_mse: a batch never trained on, after the iteration's updates, no update
+        xh, yh = AddTask(20, 4, seed=0).batch(HELDOUT_OFFSET + i)
+        before = [p.detach().clone() for p in net.parameters()]
+        assert row["heldout_mse"] == torch.nn.functional.mse_loss(trainer.predict(xh)[-1, :, 0], yh).item()
+        assert all(torch.equal(a, b) for a, b in zip(before, net.parameters()))
+
+
+def test_detach_adaptation_default_follows_the_threshold(tmp_path):
+    fixed = run_addtask(T=6, iterations=1, threshold=0.5, beta_a=0.0, out_dir=tmp_path / "a", **SMALL)
+    lstm = run_addtask(T=6, iterations=1, model="lstm", out_dir=tmp_path / "b", **SMALL)
+    off = run_addtask(T=6, iterations=1, detach_adaptation=False, out_dir=tmp_path / "c", **SMALL)
+    assert [r["config"]["detach_adaptation"] for r in (fixed, lstm, off)] == [False, False, False]
+    assert fixed["config"]["model_kwargs"]["detach_adaptation"] is False and lstm["config"]["model_kwargs"] is None
+
+
+def test_membrane_readout_reads_the_membrane():
+    torch.manual_seed(0)
+    net = AddTaskSNN("ltc", hidden=8)
+    out = net(torch.rand(3, 2))
+    torch.testing.assert_close(out, net.readout(net.rnn.neuron.mem))
+    spk_net = AddTaskSNN("ltc", hidden=8, readout="spk")
+    out = spk_net(torch.rand(3, 2))
+    torch.testing.assert_close(out, spk_net.readout(spk_net.rnn.neuron.spk))
+    with pytest.raises(ValueError, match="readout must be one of"):
+        AddTaskSNN(readout="rate")
+
+
+def test_authors_addtask_neuron_has_a_fixed_threshold():
+    torch.manual_seed(0)
+    net = AddTaskSNN("ltc", hidden=8, threshold=0.5, beta_a=0.0)
+    neuron = net.rnn.neuron
+    for _ in range(5):
+        net(torch.rand(4, 2) * 30)
+    assert neuron.b.abs().sum() > 0  # the adaptation variable moves ...
+    # ... but with beta_a = 0 the threshold stays b0: a neuron fires exactly when u >= 0.5
+    cur = torch.linspace(0.0, 1.5, 32).view(4, 8)
+    u_prev = neuron.mem.detach().clone()
+    with torch.no_grad():
+        spk = neuron(cur)
+        u = u_prev + torch.sigmoid(neuron.gate_m(cur, u_prev)) * (cur - u_prev)
+    torch.testing.assert_close(spk, (u >= 0.5).float())
+    assert 0 < spk.sum() < spk.numel()
 
 
 def test_ltc_fptt_learns(tmp_path):
@@ -117,7 +168,7 @@ def test_ltc_fptt_learns(tmp_path):
     # network to find and add the two marked values.
     run_addtask(T=10, method="fptt", model="ltc", iterations=150, batch_size=32, hidden=32, lr=1e-2, seed=0,
                 out_dir=tmp_path, progress=False)
-    mse = [r["mse"] for r in read_log(tmp_path)]
+    mse = [r["heldout_mse"] for r in read_log(tmp_path)]
     first, last = sum(mse[:20]) / 20, sum(mse[-20:]) / 20
     assert last < 0.12 < 1 / 6, (first, last)
     assert last < 0.6 * first, (first, last)
@@ -145,25 +196,40 @@ def _assert_same(a, b):
 
 @pytest.mark.parametrize("method,model", [("fptt", "ltc"), ("bptt", "lstm")])
 def test_resume_equals_uninterrupted(tmp_path, method, model):
-    kw = dict(T=10, method=method, model=model, checkpoint_every=3, **SMALL)
+    # a learning-rate milestone after the checkpoint: the resumed run must restore the scheduler too
+    kw = dict(T=10, method=method, model=model, checkpoint_every=3, lr_milestones=(4,), lr_gamma=0.5, **SMALL)
     run_addtask(iterations=6, out_dir=tmp_path / "straight", **kw)
     run_addtask(iterations=3, out_dir=tmp_path / "first", **kw)
     shutil.copytree(tmp_path / "first", tmp_path / "resumed")
     with open(tmp_path / "resumed" / "log.csv", "a") as f:  # logged, then killed before the next checkpoint
-        f.write("4,9.0,9.0,0.1,0.1\n")
+        f.write("4,9.0,9.0,9.0,0.1,0.1\n")
     run_addtask(iterations=6, out_dir=tmp_path / "resumed", resume=True, **kw)
 
     straight, resumed = read_log(tmp_path / "straight"), read_log(tmp_path / "resumed")
-    assert [(r["iteration"], r["loss"], r["mse"]) for r in straight] == \
-           [(r["iteration"], r["loss"], r["mse"]) for r in resumed]
+    assert [(r["iteration"], r["loss"], r["train_mse"], r["heldout_mse"]) for r in straight] == \
+           [(r["iteration"], r["loss"], r["train_mse"], r["heldout_mse"]) for r in resumed]
     a, b = _load(tmp_path / "straight" / "checkpoint.pt"), _load(tmp_path / "resumed" / "checkpoint.pt")
     assert a["iteration"] == b["iteration"] == 6
     _assert_same(a["model"], b["model"])
     _assert_same(a["trainer"], b["trainer"])
+    lr = a["trainer"]["optimizer"].get("optimizer", a["trainer"]["optimizer"])["param_groups"][0]["lr"]
+    assert lr == pytest.approx(3e-3 * 0.5)
     s1 = json.loads((tmp_path / "straight" / "summary.json").read_text())
     s2 = json.loads((tmp_path / "resumed" / "summary.json").read_text())
     assert s1["final_mse"] == s2["final_mse"] and s2["iterations"] == 6
     assert not list((tmp_path / "resumed").glob("*.tmp"))
+
+
+def test_resume_may_add_milestones_ahead(tmp_path):
+    kw = dict(T=10, checkpoint_every=2, **SMALL)
+    run_addtask(iterations=5, lr_milestones=(3,), lr_gamma=0.5, out_dir=tmp_path / "straight", **kw)
+    run_addtask(iterations=2, out_dir=tmp_path / "later", **kw)  # no milestone yet
+    run_addtask(iterations=5, lr_milestones=(3,), lr_gamma=0.5, out_dir=tmp_path / "later", resume=True, **kw)
+    a, b = read_log(tmp_path / "straight"), read_log(tmp_path / "later")
+    assert [(r["loss"], r["heldout_mse"]) for r in a] == [(r["loss"], r["heldout_mse"]) for r in b]
+    # a milestone already passed cannot be changed
+    with pytest.raises(ValueError, match="lr_milestones"):
+        run_addtask(iterations=6, lr_milestones=(2,), lr_gamma=0.5, out_dir=tmp_path / "later", resume=True, **kw)
 
 
 def test_resume_rejects_other_settings(tmp_path):
@@ -188,8 +254,8 @@ def test_divergence_is_recorded(tmp_path, monkeypatch):
     s = run_addtask(T=10, method="bptt", iterations=10, out_dir=tmp_path, **SMALL)
     rows = read_log(tmp_path)
     assert s["diverged"] is True and s["diverged_at"] == 3 and s["iterations"] == 3 == len(rows)
-    assert math.isnan(rows[-1]["mse"]) and math.isnan(rows[-1]["loss"])
-    assert s["final_mse"] == pytest.approx((rows[0]["mse"] + rows[1]["mse"]) / 2)
+    assert math.isnan(rows[-1]["heldout_mse"]) and math.isnan(rows[-1]["loss"])
+    assert s["final_mse"] == pytest.approx((rows[0]["heldout_mse"] + rows[1]["heldout_mse"]) / 2)
     assert json.loads((tmp_path / "summary.json").read_text())["diverged_at"] == 3  # strict JSON
     assert (tmp_path / "loss.png").stat().st_size > 0
     assert _load(tmp_path / "checkpoint.pt")["diverged_at"] == 3
@@ -228,9 +294,19 @@ def test_cli_runs_and_plots(tmp_path, capsys):
                      "--batch-size", "4", "--hidden", "8", "--out", str(out), "--no-progress", "--threads", "1"]) == 0
         runs.append(str(out))
         with open(out / "log.csv") as f:
-            assert next(iter(csv.reader(f))) == ["iteration", "loss", "mse", "time", "elapsed"]
-    assert "FPTT-LTC T=8: finished after 2 iterations" in capsys.readouterr().out
+            assert next(iter(csv.reader(f))) == ["iteration", "loss", "train_mse", "heldout_mse", "time", "elapsed"]
+    assert "FPTT-LTC T=8: finished after 2 iterations; held-out MSE" in capsys.readouterr().out
     png = tmp_path / "plots" / "addtask.png"
     assert main(["addtask-plot", *runs, "--out", str(png), "--smooth", "2"]) == 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert plot_addtask(runs[0], tmp_path / "one.png").stat().st_size > 1000
+
+
+def test_stability_summary():
+    # 100 values at 0.2, then 150 at 0.004 with one excursion to 0.05 (12.5x the running mean)
+    mse = [0.2] * 100 + [0.004] * 150
+    mse[240] = 0.05
+    st = _stability(mse)
+    assert st["converged_at"] is not None and st["converged_at"] > 100
+    assert st["best_mse100"] == pytest.approx(0.004) and st["max_excursion"] == pytest.approx(0.05 / 0.004)
+    assert _stability([0.2] * 150)["converged_at"] is None and _stability([0.1] * 50)["best_mse100"] is None

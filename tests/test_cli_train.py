@@ -87,8 +87,10 @@ def test_train_writes_all_files(reference):
     assert [r["step"] for r in train] == [1, 2, 3, 4, 5, 6, 7, 8] and [r["step"] for r in tests] == [4, 8]
     assert ["loss" in r for r in records] == [True] * 4 + [False] + [True] * 4 + [False]
     for r in train:
-        assert r.keys() >= {"step", "epoch", "batch", "loss", "train_acc", "lr"}
-        assert 0 < r["loss"] < 10 and 0 <= r["train_acc"] <= 100 and r["lr"] == 3e-3
+        assert r.keys() >= {"step", "epoch", "batch", "loss", "lr"} and "train_acc" not in r
+        assert 0 < r["loss"] < 10
+    lrs = [r["lr"] for r in train]  # the card's recipe: cosine annealing over the run, batch by batch
+    assert lrs[0] == 3e-3 and lrs == sorted(lrs, reverse=True) and lrs[-1] < 3e-4
     assert [(r["epoch"], r["batch"]) for r in train] == [(e, b) for e in range(2) for b in range(4)]
     assert [r["epoch"] for r in tests] == [1, 2] and all(0 <= r["test_acc"] <= 100 for r in tests)
     assert train[-1]["loss"] < train[0]["loss"]  # it learns something
@@ -104,10 +106,26 @@ def test_train_writes_all_files(reference):
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["dataset"] == "mnist5k" and cfg["T"] == 2 and cfg["model_kwargs"]["hidden"] == [16] and cfg["limit_test"] == 100
     assert cfg["limit_train"] == 200
+    assert cfg["clip"] == 1.0  # the authors' gradient-norm clipping, by default
+    assert (cfg["lr_schedule"], cfg["wbar_at_epoch_end"], cfg["K"]) == ("cosine", True, None)  # the card's recipe
     summary = json.loads((run / "summary.json").read_text())
     assert summary["test_acc"] == tests[-1]["test_acc"] and summary["test_n"] == 100
     assert summary["batches"] == N_TRAIN_RECORDS
     assert f"test accuracy: {summary['test_acc']:.2f}% on 100 mnist5k test images" in stdout
+
+
+def test_monitor_is_a_held_out_accuracy(tmp_path):
+    """The bar's figure: accuracy on test images never trained on, with the weights of that moment."""
+    run = tmp_path / "monitored"
+    assert main(["train", *TINY_ARGS, "--monitor-every", "2", "--no-wbar-at-epoch-end", "--out", str(run)]) == 0
+    records = _metrics(run)
+    monitored = [r for r in records if "heldout_acc" in r]
+    assert [r["step"] for r in monitored] == [2, 4, 6, 8]
+    tests = [r for r in records if "test_acc" in r]
+    # the last batch of each epoch is monitored with the weights the epoch-end test then scores
+    # (same 100 images, same rate-coding seed), so both figures must agree exactly
+    assert [r["heldout_acc"] for r in monitored if r["step"] in (4, 8)] == [r["test_acc"] for r in tests]
+    assert len({r["heldout_acc"] for r in monitored}) > 1
 
 
 # ------------------------------------------------------------------------- eval
@@ -158,10 +176,27 @@ def test_eval_missing_or_broken_run(tmp_path, reference, capsys):
     (["--hidden", "0"], "expected an integer >= 1"),
     (["--method", "rtrl"], "unknown method 'rtrl'"),
     (["--limit-train", "zero"], "expected an integer"),
+    (["--clip", "-1"], "--clip: expected a finite norm >= 0"),
+    (["--clip", "inf"], "--clip: expected a finite norm >= 0"),
+    (["--clip", "big"], "--clip: expected a number"),
+    (["--K", "0"], "--K: expected an integer >= 1"),
+    (["--lr-schedule", "step"], "lr_schedule='step' needs lr_step"),
 ])
 def test_train_bad_input(tmp_path, capsys, extra, message):
     assert main(["train", *TINY_ARGS, "--out", str(tmp_path / "run"), *extra]) == 2
     assert message in _one_line_error(capsys.readouterr().err)
+
+
+def test_train_recipe_options_reach_the_trainer(tmp_path):
+    run = tmp_path / "run"
+    assert main(["train", *TINY_ARGS, "--epochs", "1", "--out", str(run), "--clip", "0", "--K", "1",
+                 "--divergence", "none", "--wbar-at-epoch-end", "--lr-schedule", "cosine"]) == 0
+    cfg = json.loads((run / "config.json").read_text())
+    assert (cfg["clip"], cfg["K"], cfg["divergence"], cfg["wbar_at_epoch_end"], cfg["lr_schedule"]) == \
+        (None, 1, "none", True, "cosine")
+    lrs = [r["lr"] for r in _metrics(run) if "loss" in r]
+    # cosine to 0 over the run, stepped per batch: the record holds the lr the batch trained with
+    assert lrs[0] == 3e-3 and lrs == sorted(lrs, reverse=True) and lrs[-1] < 1e-3
 
 
 @pytest.fixture

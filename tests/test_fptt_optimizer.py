@@ -275,3 +275,21 @@ def test_bad_inputs():
 def test_docstring_examples():
     failures, tried = doctest.testmod(fptt_module, raise_on_error=False)
     assert tried > 0 and failures == 0
+
+
+def test_load_running_estimate_sets_weights_to_w_bar():
+    torch.manual_seed(0)
+    net = torch.nn.Linear(3, 2)
+    fptt = FPTT(net.parameters(), torch.optim.Adam(net.parameters(), 1e-2), alpha=0.1, beta=0.3)
+    for _ in range(4):
+        loss = net(torch.randn(5, 3)).pow(2).mean() + fptt.regularizer()
+        loss.backward()
+        fptt.step()
+        fptt.zero_grad()
+    w_bar = [fptt.state[p]["W_bar"].clone() for p in net.parameters()]
+    lam = [fptt.state[p]["lam"].clone() for p in net.parameters()]
+    assert any(not torch.equal(p, wb) for p, wb in zip(net.parameters(), w_bar))
+    fptt.load_running_estimate()
+    for p, wb, lm in zip(net.parameters(), w_bar, lam):
+        assert torch.equal(p.data, wb)  # W <- W_bar
+        assert torch.equal(fptt.state[p]["W_bar"], wb) and torch.equal(fptt.state[p]["lam"], lm)  # kept

@@ -317,6 +317,50 @@ def test_classification_loss_values_and_q_update():
     assert loss(logits, y, 2) == pytest.approx(expect.item(), abs=1e-6)
 
 
+@pytest.mark.parametrize("divergence,weight", [("uniform", 1.0), ("uniform", 0.1), ("none", 1.0), ("running", 0.5)])
+def test_classification_loss_divergence_options(divergence, weight):
+    Tn = 4
+    loss = ClassificationLoss(num_classes=C, T=Tn, divergence=divergence, divergence_weight=weight)
+    g = torch.Generator().manual_seed(1)
+    logits, y = torch.randn(6, C, generator=g), torch.tensor([0, 1, 2, 0, 1, 1])
+    logp = F.log_softmax(logits, -1)
+    ce = F.nll_loss(logp, y)
+    for _ in range(5):
+        loss.update(logits, y, t=1)  # moves Q only for "running"
+    q = loss.Q[0][y] if divergence == "running" else torch.full((6, C), 1 / C)
+    div = 0.0 if divergence == "none" else -(q * logp).sum(-1).mean()
+    expect = 0.25 * ce + 0.75 * weight * div
+    assert loss(logits, y, 1) == pytest.approx(float(expect), abs=1e-6)
+    assert loss(logits, y, Tn) == pytest.approx(ce.item(), abs=1e-6)  # t = T: CE alone in every mode
+    assert torch.equal(loss.Q[0], torch.full((C, C), 1 / C)) == (divergence != "running")
+
+
+def test_classification_loss_options_through_trainer():
+    x, y = _data(dtype=torch.float64)
+    net = ltc_net()
+    trainer = SequenceTrainer(net, torch.optim.SGD(net.parameters(), 0.1), loss="classification", num_classes=C,
+                              loss_options={"divergence": "none"})
+    r = trainer.train_batch(x, y)
+    expect = torch.stack([t / T * F.cross_entropy(r.outputs[t - 1], y) for t in range(1, T + 1)]).mean()
+    assert r.loss == pytest.approx(expect.item(), abs=1e-10)
+    with pytest.raises(ValueError, match="divergence must be one of"):
+        ClassificationLoss(C, T, divergence="kl")
+    with pytest.raises(ValueError, match="divergence_weight"):
+        ClassificationLoss(C, T, divergence_weight=-1)
+
+
+def test_regression_end_loss_window_weighting():
+    from fptt_ext.fptt import RegressionEndLoss
+
+    loss = RegressionEndLoss(T=1000, weighting="window", K=10)  # the authors' (p + 1/PARTS)
+    assert [round(loss.weight(t), 6) for t in range(100, 1001, 100)] == [p + 0.1 for p in range(10)]
+    assert RegressionEndLoss(T=8).weight(2) == 0.25
+    with pytest.raises(ValueError, match="needs the number of windows K"):
+        RegressionEndLoss(T=10, weighting="window")
+    with pytest.raises(ValueError, match="weighting must be"):
+        RegressionEndLoss(T=10, weighting="linear")
+
+
 def test_classification_through_trainer():
     x, y = _data(dtype=torch.float64)
     net = ltc_net()

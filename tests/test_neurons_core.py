@@ -535,3 +535,41 @@ def test_alif_beta_overrides_constant(factory):
 def test_thresholds_default_to_b0():
     assert float(fptt_ext.LTC().threshold) == pytest.approx(0.1)
     assert LTCNode().v_threshold == pytest.approx(0.1)
+
+
+def _adaptation_run(detach: bool, beta_a: float = 1.8, steps: int = 40):
+    """A recurrent-free ALIF layer with fast adaptation (rho ~ 0.05) driven near threshold."""
+    torch.manual_seed(0)
+    neuron = fptt_ext.ALIF(size=16, beta=0.5, adaptation_decay=0.05, beta_a=beta_a, detach_adaptation=detach)
+    x = (0.12 + 0.05 * torch.randn(steps, 4, 16)).requires_grad_()
+    mem = neuron.reset_mem()
+    spikes = []
+    for t in range(steps):
+        spk, mem = neuron(x[t], mem)
+        spikes.append(spk)
+    out = torch.stack(spikes)
+    out[-1].sum().backward()
+    return out.detach(), x.grad
+
+
+def test_detach_adaptation_changes_only_the_backward():
+    fwd, grad = _adaptation_run(detach=False)
+    fwd_d, grad_d = _adaptation_run(detach=True)
+    assert torch.equal(fwd, fwd_d) and 0 < fwd.mean() < 1  # same spikes, some firing
+    # the gradient that reaches steps far back through spike -> b -> threshold -> spike
+    far = slice(0, 20)
+    assert grad[far].abs().sum() > 10 * grad_d[far].abs().sum()
+    # without adaptation (beta_a = 0) the b path carries no gradient: detaching it changes nothing
+    assert torch.equal(_adaptation_run(False, beta_a=0.0)[1], _adaptation_run(True, beta_a=0.0)[1])
+
+
+def test_detach_adaptation_in_both_adapters():
+    zeros = torch.zeros(2, 3)
+    for neuron in (fptt_ext.LTC(size=3, detach_adaptation=True), LTCNode(size=3, detach_adaptation=True)):
+        assert neuron.detach_adaptation is True
+    cur = torch.tensor([[0.5, 0.05, 0.3], [0.0, 1.0, 0.2]])
+    a, b = fptt_ext.LTC(size=3), LTCNode(size=3, detach_adaptation=True)
+    b.load_state_dict(a.state_dict(), strict=False)
+    spk_a, mem_a = a(cur, zeros)
+    spk_b = b(cur)
+    assert torch.equal(spk_a, spk_b) and torch.equal(mem_a, b.v)

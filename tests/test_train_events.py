@@ -43,6 +43,15 @@ def test_train_events_writes_a_run_that_resumes_to_the_same_weights(gesture_root
     assert [x["epoch"] for x in lines if "test_acc" in x] == [1, 2] and sum("loss" in x for x in lines) == 4
     cfg = json.loads((tmp_path / "full" / "config.json").read_text())
     assert cfg["encoding"] == "frames32" and cfg["model_kwargs"] == {"neuron": "ltc"}
+    assert cfg["clip"] == 1.0  # the authors' clipping by default
+    assert all("train_acc" not in x for x in lines)  # no accuracy read after the batch's own updates
+
+
+def test_train_events_clip_option(gesture_root, tmp_path, capsys):
+    assert main([*_args(gesture_root, tmp_path / "noclip", 1), "--clip", "0"]) == 0
+    assert json.loads((tmp_path / "noclip" / "config.json").read_text())["clip"] is None
+    assert main([*_args(gesture_root, tmp_path / "bad", 1), "--clip", "-2"]) == 2
+    assert "--clip: expected a finite norm >= 0" in capsys.readouterr().err
 
 
 def test_zoo_evaluate_reads_event_recordings(gesture_root):

@@ -70,6 +70,17 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _clip(text: str) -> float | None:
+    """``--clip NORM``: a gradient-norm bound > 0, or 0 for no clipping (``None``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number (0 turns clipping off), got {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite norm >= 0 (0 turns clipping off), got {text}")
+    return value or None
+
+
 
 def _set_threads(n) -> None:
     if n is not None:

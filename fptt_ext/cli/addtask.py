@@ -4,20 +4,41 @@ from __future__ import annotations
 
 import argparse
 
-from . import _positive_int, _set_threads, register_command
+from . import _clip, _positive_int, _set_threads, register_command
 
 
 def _addtask_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--T", type=int, default=1000, help="sequence length (>= 2; default 1000)")
     p.add_argument("--method", choices=("fptt", "bptt", "tbptt"), default="fptt")
-    p.add_argument("--model", choices=("ltc", "alif", "lstm"), default="ltc")
+    p.add_argument("--model", choices=("ltc", "ltc-minus", "alif", "lstm"), default="ltc",
+                   help="ltc-minus: the LTC-SN with a constant adaptation decay (liquid_adp=False)")
     p.add_argument("--iterations", type=_positive_int, default=3000, help="batches to train on (default 3000)")
-    p.add_argument("--batch-size", type=_positive_int, default=64, help="default 64")
-    p.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate (default 3e-3, as in the paper)")
-    p.add_argument("--K", type=int, default=None, metavar="K", help="FPTT windows (default T: update at every step)")
-    p.add_argument("--k", type=int, default=1, metavar="k", help="TBPTT window length (default 1)")
+    p.add_argument("--batch-size", type=_positive_int, default=128, help="default 128 (the authors')")
+    p.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate (default 3e-3, the authors')")
+    p.add_argument("--lr-milestones", type=_positive_int, nargs="+", default=(), metavar="N",
+                   help="multiply the learning rate by --lr-gamma after each of these iterations (default: none)")
+    p.add_argument("--lr-gamma", type=float, default=0.1, help="learning-rate factor at each milestone (default 0.1)")
+    p.add_argument("--K", type=_positive_int, default=None, metavar="K",
+                   help="FPTT windows: one update per window of T/K steps (default 10, the authors', or T if "
+                        "T < 10; K = T updates at every step)")
+    p.add_argument("--k", type=_positive_int, default=1, metavar="k", help="TBPTT window length (default 1)")
     p.add_argument("--alpha", type=float, default=0.1, help="FPTT alpha (default 0.1)")
     p.add_argument("--beta", type=float, default=0.5, help="FPTT beta (default 0.5)")
+    p.add_argument("--clip", type=_clip, default=1.0, metavar="NORM",
+                   help="clip the gradient norm to NORM before every update (default 1.0, as in every script of "
+                        "the authors; 0 turns clipping off)")
+    p.add_argument("--readout", choices=("mem", "spk"), default="mem",
+                   help="Linear(hidden, 1) on the membrane potential (default, the authors') or on the spikes")
+    p.add_argument("--threshold", type=float, default=0.1, help="baseline threshold b0 (default 0.1; the "
+                   "authors' Add-task neuron: 0.5 with --beta-a 0)")
+    p.add_argument("--beta-a", type=float, default=1.8, help="adaptation strength (default 1.8; 0 switches the "
+                   "adaptation off)")
+    p.add_argument("--detach-adaptation", action=argparse.BooleanOptionalAction, default=None,
+                   help="no gradient through the spike that drives the adaptation (forward unchanged): cuts the "
+                        "spike -> threshold -> spike loop that explodes gradients over long windows (default: on "
+                        "whenever the threshold adapts, --beta-a != 0)")
+    p.add_argument("--loss-weighting", choices=("window", "time"), default=None,
+                   help="window: (p + 1/K) MSE, the authors' (default for fptt); time: (t/T) MSE (default otherwise)")
     p.add_argument("--hidden", type=_positive_int, default=128, help="recurrent units (default 128)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="run directory (default runs/addtask/<method>-<model>-T<T>)")
@@ -36,11 +57,16 @@ def _addtask_run(args: argparse.Namespace) -> int:
     summary = run_addtask(T=args.T, method=args.method, model=args.model, iterations=args.iterations,
                           batch_size=args.batch_size, lr=args.lr, K=args.K, k=args.k, alpha=args.alpha,
                           beta=args.beta, seed=args.seed, out_dir=out, checkpoint_every=args.checkpoint_every,
-                          resume=args.resume, progress=not args.no_progress, hidden=args.hidden)
+                          resume=args.resume, progress=not args.no_progress, hidden=args.hidden,
+                          max_grad_norm=args.clip, readout=args.readout, threshold=args.threshold,
+                          beta_a=args.beta_a, loss_weighting=args.loss_weighting,
+                          detach_adaptation=args.detach_adaptation, lr_milestones=args.lr_milestones,
+                          lr_gamma=args.lr_gamma)
     mse = summary["final_mse"]
     status = f"diverged at iteration {summary['diverged_at']}" if summary["diverged"] else "finished"
-    print(f"{summary['label']} T={args.T}: {status} after {summary['iterations']} iterations; final MSE "
-          f"(last {summary['final_window']}) = {'n/a' if mse is None else f'{mse:.4g}'}; results in {out}")
+    print(f"{summary['label']} T={args.T}: {status} after {summary['iterations']} iterations; held-out MSE "
+          f"(mean of the last {summary['final_window']}) = {'n/a' if mse is None else f'{mse:.4g}'}; "
+          f"results in {out}")
     return 0
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from . import _positive_int, _set_threads, register_command
+from . import _clip, _positive_int, _set_threads, register_command
 
 
 def _arguments(p: argparse.ArgumentParser) -> None:
@@ -22,6 +22,8 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=_positive_int, default=None, help="default: the card's recipe (16)")
     p.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default=None, help="default: the card's (adamax)")
     p.add_argument("--lr", type=float, default=None, help="default: the card's recipe (1e-3)")
+    p.add_argument("--clip", type=_clip, default=1.0, metavar="NORM",
+                   help="clip the gradient norm to NORM before every update (default 1.0, the authors'; 0: off)")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/events")
@@ -40,7 +42,7 @@ def _run(args: argparse.Namespace) -> int:
     _set_threads(args.threads)
     s = train_events(model_name=args.model, root=args.root, T=args.T, method=args.method, K=args.K,
                      neuron=args.neuron, epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer,
-                     lr=args.lr, precision=args.precision, seed=args.seed, out_dir=args.out,
+                     lr=args.lr, clip=args.clip, precision=args.precision, seed=args.seed, out_dir=args.out,
                      checkpoint_every=args.checkpoint_every, resume=args.resume, limit_train=args.limit_train,
                      limit_test=args.limit_test, num_workers=args.workers, progress=not args.no_progress)
     print(f"test accuracy: {s['test_acc']:.2f}% on {s['test_n']} {s['dataset']} test recordings; results in {args.out}")

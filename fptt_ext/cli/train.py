@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from . import _positive_int, _set_threads, register_command
+from . import _clip, _positive_int, _set_threads, register_command
 
 
 def _train_arguments(p: argparse.ArgumentParser) -> None:
     from ..data.encodings import ENCODINGS
-    from ..experiments.classify import DATASETS, OPTIMIZERS, PRECISIONS
+    from ..experiments.classify import DATASETS, LR_SCHEDULES, OPTIMIZERS, PRECISIONS
+    from ..fptt.losses import DIVERGENCES
     from ..zoo.base import NEURONS
 
     p.add_argument("--model", default="ostl_rmnist", help="zoo classifier (default ostl_rmnist; see `fptt-ext zoo list`)")
@@ -17,7 +18,8 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--encoding", choices=sorted(ENCODINGS), default=None, help="default: the model card's")
     p.add_argument("--T", type=int, default=None, help="time steps per image (default: the card's, 20 for images)")
     p.add_argument("--method", default="fptt", help="fptt, bptt or tbptt-k (e.g. tbptt-1); default fptt")
-    p.add_argument("--K", type=int, default=None, help="FPTT windows (default T)")
+    p.add_argument("--K", type=_positive_int, default=None,
+                   help="FPTT windows: one update per window of T/K steps (default: the card's recipe)")
     p.add_argument("--neuron", choices=NEURONS, default="ltc")
     p.add_argument("--hidden", type=_positive_int, nargs="+", default=None,
                    help="hidden layer sizes of dense/recurrent nets (default: the model's)")
@@ -27,6 +29,19 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
                    help="default: the card's recipe (adam 3e-3 for SRNNs, adamax 1e-3 for SCNNs, as in the papers)")
     p.add_argument("--lr", type=float, default=None, help="learning rate (default: the card's recipe)")
     p.add_argument("--lr-step", type=_positive_int, default=None, help="halve the learning rate every N epochs")
+    p.add_argument("--lr-schedule", choices=LR_SCHEDULES, default=None,
+                   help="constant, step (with --lr-step) or cosine (to 0 over the run, per batch); "
+                        "default: the card's recipe")
+    p.add_argument("--clip", type=_clip, default=1.0, metavar="NORM",
+                   help="clip the gradient norm to NORM before every update (default 1.0, as in all of the "
+                        "authors' scripts; 0 turns clipping off)")
+    p.add_argument("--divergence", choices=DIVERGENCES, default=None,
+                   help="the loss's divergence term: running (Q estimated), uniform or none; default: the card's")
+    p.add_argument("--wbar-at-epoch-end", action=argparse.BooleanOptionalAction, default=None,
+                   help="FPTT: set W <- W_bar at every epoch end, before testing (the authors'); default: the card's")
+    p.add_argument("--monitor-every", type=int, default=50, metavar="N",
+                   help="every N batches, show the accuracy on 1,000 test images the model never trains on "
+                        "(default 50; 0: off)")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32",
                    help="bf16: forward/backward under CPU autocast (weights stay fp32)")
     p.add_argument("--channels-last", action="store_true", help="NHWC memory format for conv nets")
@@ -58,6 +73,8 @@ def _train_run(args: argparse.Namespace) -> int:
     s = train_classifier(model_name=args.model, dataset=args.dataset, encoding=args.encoding, T=args.T, method=method, K=args.K, k=k,
                          neuron=args.neuron, hidden=args.hidden and tuple(args.hidden), epochs=args.epochs,
                          batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr, lr_step=args.lr_step,
+                         lr_schedule=args.lr_schedule, clip=args.clip, divergence=args.divergence,
+                         wbar_at_epoch_end=args.wbar_at_epoch_end, monitor_every=args.monitor_every,
                          alpha=args.alpha, beta=args.beta, precision=args.precision,
                          channels_last=args.channels_last, seed=args.seed, out_dir=args.out,
                          checkpoint_every=args.checkpoint_every, resume=args.resume, limit_train=args.limit_train,

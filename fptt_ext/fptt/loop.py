@@ -123,6 +123,8 @@ class SequenceTrainer:
             ``[T, B, ...]``), ``"regression_end"`` (target ``[B, ...]``) or a loss module
             called as ``loss(out_t, y, t)`` with attribute ``per_step_target``.
         num_classes: for the classification loss.
+        loss_options: keyword arguments for a loss given by name (e.g.
+            ``{"divergence": "uniform"}``, see :class:`ClassificationLoss`).
         alpha, beta, variant, max_grad_norm: FPTT settings when ``optimizer`` is a
             plain optimizer (``max_grad_norm`` also clips BPTT/TBPTT).
         explicit_state: call ``model(x_t, state) -> (out, state)``.
@@ -146,11 +148,12 @@ class SequenceTrainer:
     def __init__(self, model: nn.Module, optimizer, *, method: str = "fptt", K: int | None = None, k: int = 1,
                  loss="classification", num_classes: int | None = None, alpha: float = 0.1, beta: float = 0.5,
                  variant: str = "practical", max_grad_norm: float | None = None, explicit_state: bool = False,
-                 nonfinite: str = "raise"):
+                 nonfinite: str = "raise", loss_options: dict | None = None):
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r}; use one of {METHODS}")
         self.model, self.method, self.K, self.k = model, method, K, k
         self.loss_kind, self.num_classes, self.loss_fn = loss, num_classes, None
+        self.loss_options = dict(loss_options or {})
         self.explicit_state, self.nonfinite, self.max_grad_norm = explicit_state, nonfinite, max_grad_norm
         if method == "fptt" and not isinstance(optimizer, FPTT):
             optimizer = FPTT([p for p in model.parameters() if p.requires_grad], optimizer, alpha=alpha, beta=beta,
@@ -190,7 +193,7 @@ class SequenceTrainer:
 
     def _loss(self, T: int) -> nn.Module:
         if self.loss_fn is None or (getattr(self.loss_fn, "T", T) != T and isinstance(self.loss_kind, str)):
-            self.loss_fn = make_loss(self.loss_kind, T, self.num_classes)
+            self.loss_fn = make_loss(self.loss_kind, T, self.num_classes, **self.loss_options)
         return self.loss_fn
 
     # -- stepping -------------------------------------------------------------------------

@@ -271,6 +271,24 @@ class FPTT:
         self.optimizer.zero_grad(set_to_none=set_to_none)
 
     @torch.no_grad()
+    def load_running_estimate(self):
+        """Set the weights to their running estimate, ``W <- W_bar`` (``lam`` and ``W_bar`` kept).
+
+        The authors' training scripts do this at the end of every epoch, before testing
+        and before training on: ``W_bar`` averages the recent iterates, so it is the
+        smoother of the two.
+
+        >>> import torch
+        >>> w = torch.nn.Parameter(torch.zeros(2))
+        >>> fptt = FPTT([w], torch.optim.SGD([w], lr=1.0), beta=0.25)
+        >>> w.grad = torch.ones(2); fptt.step()           # W = -1, W_bar = (1 - 2 beta) 0 + 2 beta (-1)
+        >>> fptt.load_running_estimate(); w.data
+        tensor([-0.5000, -0.5000])
+        """
+        for _, ps, w_bar, _ in self._cache:
+            torch._foreach_copy_(ps, w_bar)
+
+    @torch.no_grad()
     def reset_running_estimate(self):
         """Re-initialise W_bar to the current W and lam / grad_prev to 0 (e.g. new task)."""
         for _, ps, w_bar, trace in self._cache:

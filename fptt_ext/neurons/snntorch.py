@@ -147,6 +147,7 @@ class _AdaptiveSpiking(_SnnTorchNeuron):
         adaptation_decay=None,
         learn_adaptation=True,
         detach_reset=False,
+        detach_adaptation=False,
         liquid_m=True,
         liquid_adp=True,
     ):
@@ -162,6 +163,7 @@ class _AdaptiveSpiking(_SnnTorchNeuron):
         )
         self._drop_leaky_beta(beta)
         self.beta_a, self.detach_reset = float(beta_a), bool(detach_reset)
+        self.detach_adaptation = bool(detach_adaptation)
         self._setup_gates(
             size,
             conv,
@@ -177,6 +179,7 @@ class _AdaptiveSpiking(_SnnTorchNeuron):
             input_, self._mem, self.b, self.spk, self.gate_m, self.gate_adp,
             b0=self.threshold, beta_a=self.beta_a, spike_fn=self.spike_grad,
             reset_mechanism=self.reset_mechanism, detach_reset=self.detach_reset,
+            detach_adaptation=self.detach_adaptation,
         )
         self.spk = spk
         self._mem_had_graph = self._mem.requires_grad
@@ -219,6 +222,9 @@ class LTC(_AdaptiveSpiking):
         learn_adaptation: train ``gate_adp``.
         liquid_adp: ``False`` makes ``rho`` a learned constant (the "LTC-minus" ablation).
         detach_reset: no gradient through the reset.
+        detach_adaptation: no gradient through the spike that drives the adaptation
+            ``b`` (forward unchanged). Over long BPTT windows the loop spike -> ``b`` ->
+            threshold -> spike can explode the gradient; this cuts it (docs/recipes.md).
 
     States ``mem``, ``b`` (adaptation) and ``spk`` (last spike) are attributes. Passing
     ``mem`` sets only the membrane: start each new sequence with ``mem = ltc.reset_mem()``

@@ -62,6 +62,7 @@ class _AdaptiveNode(GatedNeuron, BaseNode):
         learn_adaptation: bool = True,
         liquid_m: bool = True,
         liquid_adp: bool = True,
+        detach_adaptation: bool = False,
     ):
         if v_reset not in (0.0, None):
             raise ValueError(f"v_reset must be 0.0 (reset to zero, as in the papers) or None (subtract), got {v_reset}")
@@ -69,7 +70,7 @@ class _AdaptiveNode(GatedNeuron, BaseNode):
                          detach_reset, step_mode, store_v_seq)
         self.register_memory("b", 0.0)
         self.register_memory("s", 0.0)
-        self.beta_a = float(beta_a)
+        self.beta_a, self.detach_adaptation = float(beta_a), bool(detach_adaptation)
         self._setup_gates(
             size,
             conv,
@@ -89,7 +90,7 @@ class _AdaptiveNode(GatedNeuron, BaseNode):
             x, v, b, s, self.gate_m, self.gate_adp,
             b0=self.v_threshold, beta_a=self.beta_a, spike_fn=self.surrogate_function,
             reset_mechanism="zero" if self.v_reset is not None else "subtract",
-            detach_reset=self.detach_reset,
+            detach_reset=self.detach_reset, detach_adaptation=self.detach_adaptation,
         )
         return (s,), (v, b, s)
 

@@ -52,19 +52,23 @@ def _check(neuron: str, backend: str) -> None:
         raise ValueError("snntorch's Leaky runs one step per call; use backend='snntorch' with neuron='leaky'")
 
 
-def make_neuron(neuron: str, size: int, *, conv: bool = False, backend: str = "snntorch") -> nn.Module:
+def make_neuron(neuron: str, size: int, *, conv: bool = False, backend: str = "snntorch",
+                **neuron_kwargs) -> nn.Module:
     """A spiking layer of ``size`` neurons (channels if ``conv``) that keeps its own state.
 
     ``neuron``: ``"ltc"`` (LTC-SN), ``"ltc-minus"`` (liquid membrane, constant adaptation),
     ``"alif"`` (constant gates), ``"leaky"`` (``snntorch.Leaky``, beta 0.9 learned) or
     ``"plif"`` (``spikingjelly...ParametricLIFNode``); the two baselines use the
-    multi-Gaussian surrogate too, so only the neuron model differs.
+    multi-Gaussian surrogate too, so only the neuron model differs. ``neuron_kwargs``
+    (``threshold``, ``beta_a``, ...) go to the LTC-SN / ALIF constructors.
 
     >>> type(make_neuron("plif", 4)).__name__, type(make_neuron("ltc", 4, backend="spikingjelly")).__name__
     ('ParametricLIFNode', 'LTCNode')
     """
     _check(neuron, backend)
     conv = True if conv else None
+    if neuron_kwargs and neuron in ("plif", "leaky"):
+        raise ValueError(f"neuron options {sorted(neuron_kwargs)} apply to ltc, ltc-minus and alif, not {neuron!r}")
     if neuron == "plif":
         return sj_neuron.ParametricLIFNode(surrogate_function=MultiGaussian(), detach_reset=False)
     if neuron == "leaky":
@@ -73,11 +77,11 @@ def make_neuron(neuron: str, size: int, *, conv: bool = False, backend: str = "s
         return snn.Leaky(beta=0.9, learn_beta=True, init_hidden=True, spike_grad=MultiGaussian())
     if backend == "snntorch":
         if neuron == "alif":
-            return ALIF(init_hidden=True, size=size, conv=conv)
-        return LTC(init_hidden=True, size=size, conv=conv, liquid_adp=neuron == "ltc")
+            return ALIF(init_hidden=True, size=size, conv=conv, **neuron_kwargs)
+        return LTC(init_hidden=True, size=size, conv=conv, liquid_adp=neuron == "ltc", **neuron_kwargs)
     if neuron == "alif":
-        return sj_nodes.ALIFNode(size=size, conv=conv)
-    return sj_nodes.LTCNode(size=size, conv=conv, liquid_adp=neuron == "ltc")
+        return sj_nodes.ALIFNode(size=size, conv=conv, **neuron_kwargs)
+    return sj_nodes.LTCNode(size=size, conv=conv, liquid_adp=neuron == "ltc", **neuron_kwargs)
 
 
 def make_readout(size: int, *, backend: str = "snntorch") -> nn.Module:

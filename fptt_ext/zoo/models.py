@@ -22,8 +22,16 @@ from .srnn import SRNN, AddTaskSNN, DVSGestureSRNN
 SCNN_STATIC = "ConvK3C32S1P1-MPK2S2-ConvK3C128S1P1-MPK2S2-ConvK3C256S1P1-MPK2S2-512D-10I"
 SCNN_DVS = ("ConvK7C64S1P3-MPK2S2-ConvK7C128S1P3-MPK2S2-ConvK3C128S1P1-MPK2S2-ConvK3C256S1P1-MPK2S2-"
             "ConvK3C256S1P1-MPK2S2-ConvK3C512S1P1-MPK2S2-512D-{n}I")
-ADAMAX = {"optimizer": "adamax", "lr": 1e-3, "batch_size": 64}  # the papers' SCNN recipe
-ADAM = {"optimizer": "adam", "lr": 3e-3, "batch_size": 128}  # the papers' SRNN recipe
+# Recipes: the papers' optimiser settings, plus what the authors' released code does that the
+# papers leave out (docs/recipes.md gives each item with its file). Every recipe trains with
+# gradient-norm clipping at 1.0 (the CLI default, as in all of their scripts).
+# - "lr_schedule": cosine annealing, as the authors' image and DVS scripts (CosineAnnealingLR);
+#   measured on rate-coded Fashion-MNIST: FPTT 77.70 -> 85.10% after one epoch (docs/recipes.md).
+# - "K": None = an update at every step (their PARTS = T for images, DVS and S-MNIST).
+# - "wbar_at_epoch_end": W <- W_bar at every epoch end, before testing (their reset_named_params).
+_AUTHORS = {"K": None, "lr_schedule": "cosine", "divergence": "running", "wbar_at_epoch_end": True}
+ADAMAX = {"optimizer": "adamax", "lr": 1e-3, "batch_size": 64, **_AUTHORS}  # the papers' SCNN recipe
+ADAM = {"optimizer": "adam", "lr": 3e-3, "batch_size": 128, **_AUTHORS}  # the papers' SRNN recipe
 
 
 def _train(name: str, extra: str = "") -> str:
@@ -58,7 +66,8 @@ def scnn_fmnist(neuron: str = "ltc", backend: str = "snntorch", width: float = 1
     paper_test_accuracy=93.58, paper_metric="Fashion-MNIST test accuracy, % (of the full-width scnn_fmnist)",
     architecture="ConvK3C8S1P1-MPK2S2-ConvK3C32S1P1-MPK2S2-ConvK3C64S1P1-MPK2S2-128D-10I",
     num_params=255_788, recipe=ADAMAX,
-    train_command=_train("scnn_fmnist_narrow", " --epochs 3 --lr-step 1 --precision bf16 --channels-last --threads 1"),
+    train_command=_train("scnn_fmnist_narrow", " --epochs 3 --lr-step 1 --clip 0 --no-wbar-at-epoch-end --precision bf16 "
+                                               "--channels-last --threads 1"),
     variant="scnn_fmnist at width 0.25 (every conv and the dense layer a quarter as wide), so it trains on a CPU",
     description="The Fashion-MNIST SCNN at a quarter of the width; same layer pattern, neurons and recipe")
 def scnn_fmnist_narrow(neuron: str = "ltc", backend: str = "snntorch", step_mode: str = "s"):
@@ -133,7 +142,11 @@ def srnn_dvsgesture(neuron: str = "ltc", backend: str = "snntorch", hidden: int 
     "srnn_addtask", task="regression", dataset="addtask", encoding="addtask", T=1000,
     paper_test_accuracy=None, paper_metric="Add-task MSE (the paper: converges to ~0 with FPTT)",
     architecture="128R-Linear1", num_params=82_689,
-    train_command="fptt-ext addtask --T 1000 --method fptt --model ltc --iterations 1000 --out runs/addtask/fptt-ltc",
-    description="128 recurrent LTC-SN and a Linear(128, 1) readout")
-def srnn_addtask(neuron: str = "ltc", backend: str = "snntorch", hidden: int = 128, step_mode: str = "s"):
-    return AddTaskSNN(neuron, hidden=hidden, backend=backend, step_mode=step_mode)
+    train_command="fptt-ext addtask --T 1000 --model ltc --iterations 3000 --threads 1 --out runs/addtask/fptt-ltc-detach",
+    recipe={"optimizer": "adam", "lr": 3e-3, "batch_size": 128, "K": 10, "clip": 1.0, "loss_weighting": "window",
+            "readout": "mem", "detach_adaptation": True},
+    description="128 recurrent LTC-SN and a Linear(128, 1) readout of the membrane potential (the authors' net)")
+def srnn_addtask(neuron: str = "ltc", backend: str = "snntorch", hidden: int = 128, step_mode: str = "s",
+                 readout: str = "mem", threshold: float = 0.1, beta_a: float = 1.8, detach_adaptation: bool = False):
+    return AddTaskSNN(neuron, hidden=hidden, backend=backend, step_mode=step_mode, readout=readout,
+                      threshold=threshold, beta_a=beta_a, detach_adaptation=detach_adaptation)

@@ -4,7 +4,7 @@
 * :class:`DVSGestureSRNN` - long DVS-Gesture: ``[1024,1024]-[512D,512D]-512R-11I`` (one
   dense branch per event polarity of the 32x32 frames, a recurrent layer, an LI readout).
 * :class:`AddTaskSNN` - 128 recurrent LTC-SN (or ALIF) neurons, ``Linear -> 1``
-  readout of the spikes; state kept in the neuron, called as ``out = net(x_t)``.
+  readout of the membrane potential; state kept in the neuron, called as ``out = net(x_t)``.
 * :class:`AddTaskLSTM` - the LSTM baseline, ``nn.LSTMCell`` + ``Linear -> 1``,
   called as ``out, state = net(x_t, state)`` (``SequenceTrainer(explicit_state=True)``).
 * :func:`addtask_model` - build one by name, with the ``explicit_state`` flag.
@@ -30,18 +30,19 @@ from .base import Branches, SpikingNet, make_neuron, make_readout
 
 __all__ = ["ADDTASK_MODELS", "SRNN", "AddTaskLSTM", "AddTaskSNN", "DVSGestureSRNN", "addtask_model"]
 
-ADDTASK_MODELS = ("ltc", "alif", "lstm")
+ADDTASK_MODELS = ("ltc", "ltc-minus", "alif", "lstm")
+READOUTS = ("mem", "spk")
 RECURRENT_NEURONS = ("ltc", "ltc-minus", "alif")
 
 
-def _recurrent(n_in: int, hidden: int, neuron: str, backend: str) -> RecurrentSpiking:
+def _recurrent(n_in: int, hidden: int, neuron: str, backend: str, **neuron_kwargs) -> RecurrentSpiking:
     if backend != "snntorch":
         raise ValueError("recurrent zoo networks are built from snnTorch layers (backend='snntorch'); "
                          "their multi-step mode loops over T")
     if neuron not in RECURRENT_NEURONS:
         raise ValueError(f"a recurrent layer needs a neuron that exposes its last spike: one of {RECURRENT_NEURONS}, "
                          f"got {neuron!r}")
-    return RecurrentSpiking(n_in, hidden, make_neuron(neuron, hidden))
+    return RecurrentSpiking(n_in, hidden, make_neuron(neuron, hidden, **neuron_kwargs))
 
 
 class SRNN(SpikingNet):
@@ -85,7 +86,19 @@ class DVSGestureSRNN(SpikingNet):
 
 
 class AddTaskSNN(SpikingNet):
-    """``RecurrentSpiking(in_features, hidden, LTC | ALIF) -> Linear(hidden, 1)``.
+    """The papers' Add-task network: 128 recurrent spiking neurons and ``Linear(hidden, 1)``.
+
+    ``I_t = W [x_t, s_{t-1}] + b`` feeds the neurons (one :class:`RecurrentSpiking`
+    layer, initialised as one ``nn.Linear`` over the concatenation, as in the authors'
+    code); the prediction at step t is ``Linear(hidden, 1)`` of the **membrane
+    potential** ``u_t`` (``readout="mem"``, the authors' choice) or of the spikes
+    (``readout="spk"``). The readout weight starts Xavier-normal, as theirs.
+
+    ``threshold`` (``b0``), ``beta_a`` and ``detach_adaptation`` go to the neuron: the
+    authors' Add-task neuron has its adaptation switched off and a constant threshold
+    of 0.5 (``threshold=0.5, beta_a=0``); the SPEC's LTC-SN is ``threshold=0.1,
+    beta_a=1.8``, and over windows of 100 steps it needs ``detach_adaptation=True``
+    (:class:`fptt_ext.LTC`), or its gradients explode.
 
     One call is one time step: ``x_t`` ``[B, in_features]`` -> prediction ``[B, 1]``.
     The recurrent state lives in ``self.rnn.neuron`` (reset/detached by
@@ -96,21 +109,35 @@ class AddTaskSNN(SpikingNet):
         >>> net = AddTaskSNN("alif", hidden=16)
         >>> net(torch.rand(3, 2)).shape
         torch.Size([3, 1])
-        >>> type(net.rnn.neuron).__name__
-        'ALIF'
+        >>> type(net.rnn.neuron).__name__, net.readout_from
+        ('ALIF', 'mem')
+        >>> AddTaskSNN("ltc", hidden=4, threshold=0.5, beta_a=0.0).rnn.neuron.extra_repr()
+        "size=4, conv=False, b0=0.5, beta_a=0, reset='zero'"
     """
 
     def __init__(self, neuron: str = "ltc", hidden: int = 128, in_features: int = 2, backend: str = "snntorch",
-                 step_mode: str = "s"):
+                 step_mode: str = "s", *, readout: str = "mem", threshold: float = 0.1, beta_a: float = 1.8,
+                 detach_adaptation: bool = False):
         if hidden < 1:
             raise ValueError(f"hidden must be >= 1, got {hidden}")
+        if readout not in READOUTS:
+            raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}")
         super().__init__(backend=backend, step_mode=step_mode, input_shape=(in_features,))
-        self.neuron_type, self.hidden = neuron, hidden
-        self.rnn = _recurrent(in_features, hidden, neuron, backend)
+        self.neuron_type, self.hidden, self.readout_from = neuron, hidden, readout
+        self.rnn = _recurrent(in_features, hidden, neuron, backend, threshold=threshold, beta_a=beta_a,
+                              detach_adaptation=detach_adaptation)
+        # One nn.Linear over [x_t, s_{t-1}] (the authors' layer): U(+-1/sqrt(fan_in)) for
+        # both parts, fan_in = in_features + hidden, and the bias on the input part.
+        bound = (in_features + hidden) ** -0.5
+        nn.init.uniform_(self.rnn.fc.weight, -bound, bound)
+        nn.init.uniform_(self.rnn.fc.bias, -bound, bound)
+        nn.init.uniform_(self.rnn.rec.weight, -bound, bound)
         self.readout = nn.Linear(hidden, 1)
+        nn.init.xavier_normal_(self.readout.weight)
 
     def forward_step(self, x: torch.Tensor) -> torch.Tensor:
-        return self.readout(self.rnn(x))
+        spk = self.rnn(x)
+        return self.readout(self.rnn.neuron.mem if self.readout_from == "mem" else spk)
 
 
 class AddTaskLSTM(nn.Module):
@@ -138,8 +165,11 @@ class AddTaskLSTM(nn.Module):
         return self.readout(h), (h, c)
 
 
-def addtask_model(name: str, hidden: int = 128) -> tuple[nn.Module, bool]:
-    """``(model, explicit_state)`` for ``name`` in ``"ltc"``, ``"alif"``, ``"lstm"``.
+def addtask_model(name: str, hidden: int = 128, **kwargs) -> tuple[nn.Module, bool]:
+    """``(model, explicit_state)`` for ``name`` in ``"ltc"``, ``"ltc-minus"``, ``"alif"``, ``"lstm"``.
+
+    Keyword arguments (``readout``, ``threshold``, ``beta_a``, ``detach_adaptation``) go to
+    :class:`AddTaskSNN`.
 
     >>> net, explicit = addtask_model("lstm", hidden=4)
     >>> type(net).__name__, explicit
@@ -147,10 +177,10 @@ def addtask_model(name: str, hidden: int = 128) -> tuple[nn.Module, bool]:
     >>> addtask_model("gru")
     Traceback (most recent call last):
     ...
-    ValueError: unknown Add-task model 'gru'; use one of ('ltc', 'alif', 'lstm')
+    ValueError: unknown Add-task model 'gru'; use one of ('ltc', 'ltc-minus', 'alif', 'lstm')
     """
     if name == "lstm":
         return AddTaskLSTM(hidden), True
-    if name in ("ltc", "alif"):
-        return AddTaskSNN(name, hidden), False
+    if name in ADDTASK_MODELS:
+        return AddTaskSNN(name, hidden, **kwargs), False
     raise ValueError(f"unknown Add-task model {name!r}; use one of {ADDTASK_MODELS}")

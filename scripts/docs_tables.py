@@ -1,0 +1,154 @@
+"""The result tables of the docs, rendered from the summaries that the training commands wrote.
+
+Every measured figure in docs/results.md, docs/addtask.md and docs/recipes.md sits between
+``<!-- table: NAME -->`` and ``<!-- end table -->`` and is rendered here from the JSON
+summaries under ``docs/results/`` (``summary.json`` files of ``fptt-ext addtask`` and
+``fptt-ext train`` runs, copied as they were written). ``tests/test_docs_numbers.py`` checks
+that the docs hold exactly what this renders, so a number cannot drift from its file.
+
+    python scripts/docs_tables.py           # rewrite the tables in place
+    python scripts/docs_tables.py --check   # exit 1 if a table differs from its files
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "docs" / "results"
+DOCS = ("docs/results.md", "docs/addtask.md", "docs/recipes.md", "docs/zoo.md")
+BLOCK = re.compile(r"(<!-- table: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- end table -->)", re.S)
+
+
+def load(rel: str) -> dict:
+    """A summary under docs/results/ (``rel`` relative to it)."""
+    return json.loads((RESULTS / rel).read_text())
+
+
+def _f(x, digits=4) -> str:
+    return "n/a" if x is None else f"{x:.{digits}f}"
+
+
+def _neuron(cfg: dict) -> str:
+    if cfg["model"] == "lstm":
+        return "LSTM"
+    name = {"ltc": "LTC-SN", "ltc-minus": "LTC-SN, constant adaptation decay", "alif": "ALIF"}[cfg["model"]]
+    if cfg.get("beta_a") == 0:
+        return f"{name}, threshold {cfg['threshold']:g}, no adaptation"
+    detach = ", detach_adaptation" if cfg.get("detach_adaptation") else ""
+    return f"{name}, b0 {cfg['threshold']:g}, beta_a {cfg['beta_a']:g}{detach}"
+
+
+def _method(cfg: dict) -> str:
+    if cfg["method"] == "fptt":
+        sched = f", lr x{cfg['lr_gamma']:g} at {', '.join(map(str, cfg['lr_milestones']))}" \
+            if cfg.get("lr_milestones") else ""
+        return f"FPTT, K = {cfg['K']}, alpha {cfg['alpha']:g}{sched}"
+    if cfg["method"] == "tbptt":
+        return f"TBPTT-{cfg['k']}"
+    return "BPTT"
+
+
+def addtask_table(files: list[str]) -> str:
+    rows = ["| run (file) | network | method | iterations | held-out MSE, mean of iterations 101-200 / "
+            "901-1000 | best mean of 100 (ending at) | mean of the last 100 | first mean of 100 <= 0.01 at | "
+            "largest excursion after it | diverged | s / iteration |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for rel in files:
+        s = load(rel)
+        cfg = s["config"]
+        marks = s.get("mse100_by_iteration", {})
+        exc = "n/a" if s.get("max_excursion") is None else f"{s['max_excursion']:.1f}x the running mean"
+        rows.append(
+            f"| [{Path(rel).stem}](results/{rel}) | {_neuron(cfg)} | {_method(cfg)} | {s['iterations']} | "
+            f"{_f(marks.get('200'))} / {_f(marks.get('1000'))} | "
+            f"{_f(s.get('best_mse100'))} ({s.get('best_mse100_at') or 'n/a'}) | {_f(s['final_mse'])} | "
+            f"{s.get('converged_at') or 'not reached'} | {exc} | "
+            f"{'at ' + str(s['diverged_at']) if s['diverged'] else 'no'} | {_f(s['seconds_per_iteration'], 2)} |")
+    return "\n".join(rows) + "\n"
+
+
+def classify_table(files: list[str], link_prefix: str = "results/") -> str:
+    rows = ["| run (file) | method | recipe | test accuracy after each epoch (%) | test images | "
+            "training time |",
+            "|---|---|---|---|---|---|"]
+    for rel in files:
+        s = load(rel)
+        method = "BPTT" if s["method"] == "bptt" else (
+            f"TBPTT-{s['k']}" if s["method"] == "tbptt" else f"FPTT, K = {s['K'] or s['T']}")
+        recipe = (f"{s['optimizer']} lr {s['lr']:g}, {s.get('lr_schedule', 'constant')}, batch {s['batch_size']}, "
+                  f"clip {s.get('clip')}")
+        if s["method"] == "fptt":
+            recipe += f", divergence {s.get('divergence', 'running')}"
+            if s.get("wbar_at_epoch_end"):
+                recipe += ", W <- W_bar at epoch end"
+        accs = " / ".join(f"{a:.2f}" for a in s["test_acc_per_epoch"])
+        minutes = (s["seconds_data"] + s["seconds_compute"]) / 60
+        rows.append(f"| [{Path(rel).stem}]({link_prefix}{rel}) | {method} | {recipe} | {accs} | {s['test_n']} | "
+                    f"{minutes:.1f} min |")
+    return "\n".join(rows) + "\n"
+
+
+def zoo_table() -> str:
+    rows = ["| checkpoint (card) | trained with | test score (`fptt-ext eval NAME`) |", "|---|---|---|"]
+    for card_path in sorted((ROOT / "zoo").glob("*.json")):
+        card = json.loads(card_path.read_text())
+        name = card_path.stem
+        if "test_accuracy" in card:
+            score = f"**{card['test_accuracy']:.2f}%** on {card['test_n']:,} test images"
+        else:
+            score = f"held-out MSE **{card['test_mse']:.4f}** on {card['test_n']:,} fresh sequences"
+        rows.append(f"| `{name}` (`zoo/{card_path.name}`) | `{card['train_command']}` | {score} |")
+    return "\n".join(rows) + "\n"
+
+
+def tables() -> dict[str, str]:
+    """Every table by name; each lists the files it is made of."""
+    out = {"zoo-checkpoints": zoo_table()}
+    at = sorted(p.relative_to(RESULTS).as_posix() for p in (RESULTS / "addtask").glob("*.json"))
+    if at:
+        out["addtask-T1000"] = addtask_table([f for f in at if load(f)["config"]["T"] == 1000])
+        t200 = [f for f in at if load(f)["config"]["T"] == 200]
+        if t200:
+            out["addtask-T200-alpha"] = addtask_table(t200)
+    cls = RESULTS / "classify"
+    for group in sorted(p.name for p in cls.iterdir() if p.is_dir()) if cls.is_dir() else []:
+        files = sorted(p.relative_to(RESULTS).as_posix() for p in (cls / group).glob("*.json"))
+        out[f"classify-{group}"] = classify_table(files)
+    return out
+
+
+def render(text: str, rendered: dict[str, str]) -> str:
+    def sub(m):
+        name = m.group("name")
+        if name not in rendered:
+            raise KeyError(f"no table named {name!r} (tables: {sorted(rendered)})")
+        return m.group(1) + rendered[name] + m.group(4)
+
+    return BLOCK.sub(sub, text)
+
+
+def main(argv: list[str]) -> int:
+    check = "--check" in argv
+    rendered, stale = tables(), []
+    for rel in DOCS:
+        path = ROOT / rel
+        if not path.is_file():
+            continue
+        text = path.read_text()
+        new = render(text, rendered)
+        if new != text:
+            stale.append(rel)
+            if not check:
+                path.write_text(new)
+    if check and stale:
+        print("tables differ from docs/results/: " + ", ".join(stale) + " (run python scripts/docs_tables.py)")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
