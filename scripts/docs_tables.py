@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results"
 DOCS = ("docs/results.md", "docs/addtask.md", "docs/recipes.md", "docs/zoo.md")
-BLOCK = re.compile(r"(<!-- table: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- end table -->)", re.S)
+BLOCK = re.compile(r"(<!-- table: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- end table -->)", re.DOTALL)
 
 
 def load(rel: str) -> dict:
@@ -53,9 +53,9 @@ def _method(cfg: dict) -> str:
 
 
 def addtask_table(files: list[str]) -> str:
-    rows = ["| run (file) | network | method | iterations | held-out MSE, mean of iterations 101-200 / "
+    rows = [("| run (file) | network | method | iterations | held-out MSE, mean of iterations 101-200 / "
             "901-1000 | best mean of 100 (ending at) | mean of the last 100 | first mean of 100 <= 0.01 at | "
-            "largest excursion after it | diverged | s / iteration |",
+            "largest excursion after it | diverged | s / iteration |"),
             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for rel in files:
         s = load(rel)
@@ -72,8 +72,8 @@ def addtask_table(files: list[str]) -> str:
 
 
 def classify_table(files: list[str], link_prefix: str = "results/") -> str:
-    rows = ["| run (file) | method | recipe | test accuracy after each epoch (%) | test images | "
-            "training time |",
+    rows = [("| run (file) | method | recipe | test accuracy after each epoch (%) | test images | "
+            "training time |"),
             "|---|---|---|---|---|---|"]
     for rel in files:
         s = load(rel)

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-.venv/bin/ruff check fptt_ext tests examples
+.venv/bin/ruff check fptt_ext tests examples scripts
 .venv/bin/python -m pytest -q "$@"
 
 # Every notebooks/*.ipynb, top to bottom, with its small budget; a stuck cell fails after the timeout.

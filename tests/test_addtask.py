@@ -15,8 +15,8 @@ import torch
 from fptt_ext.cli import main
 from fptt_ext.data import AddTask, add_task_batch
 from fptt_ext.experiments.addtask import HELDOUT_OFFSET, _stability, plot_addtask, read_log, run_addtask
-from fptt_ext.fptt.losses import RegressionEndLoss
 from fptt_ext.fptt.loop import SequenceTrainer
+from fptt_ext.fptt.losses import RegressionEndLoss
 from fptt_ext.zoo.srnn import AddTaskLSTM, AddTaskSNN, addtask_model
 
 ROOT = Path(__file__).resolve().parents[1]

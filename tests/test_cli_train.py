@@ -181,6 +181,7 @@ def test_eval_missing_or_broken_run(tmp_path, reference, capsys):
     (["--clip", "big"], "--clip: expected a number"),
     (["--K", "0"], "--K: expected an integer >= 1"),
     (["--lr-schedule", "step"], "lr_schedule='step' needs lr_step"),
+    (["--monitor-every", "-1"], "monitor_every must be >= 0"),
 ])
 def test_train_bad_input(tmp_path, capsys, extra, message):
     assert main(["train", *TINY_ARGS, "--out", str(tmp_path / "run"), *extra]) == 2
@@ -197,6 +198,14 @@ def test_train_recipe_options_reach_the_trainer(tmp_path):
     lrs = [r["lr"] for r in _metrics(run) if "loss" in r]
     # cosine to 0 over the run, stepped per batch: the record holds the lr the batch trained with
     assert lrs[0] == 3e-3 and lrs == sorted(lrs, reverse=True) and lrs[-1] < 1e-3
+
+
+def test_cosine_per_epoch_restarts_every_epoch(tmp_path):
+    run = tmp_path / "run"
+    assert main(["train", *TINY_ARGS, "--out", str(run), "--lr-schedule", "cosine-per-epoch"]) == 0
+    lrs = [r["lr"] for r in _metrics(run) if "loss" in r]  # 2 epochs of 4 batches
+    assert lrs[0] == lrs[4] == 3e-3 and lrs[:4] == sorted(lrs[:4], reverse=True) and lrs[3] < 1e-3
+    assert lrs[:4] == pytest.approx(lrs[4:])
 
 
 @pytest.fixture

@@ -109,6 +109,16 @@ def test_ostl_rmnist_checkpoint_reproduces_its_card():
     assert abs(result["test_accuracy"] - card["test_accuracy"]) <= 0.3
 
 
+def test_srnn_addtask_checkpoint_reproduces_its_card():
+    from fptt_ext.zoo import evaluate
+
+    card = model_card("srnn_addtask")
+    result = evaluate("srnn_addtask")  # 1,000 fresh sequences of T = 1000 from a fixed seed: deterministic
+    assert result["n"] == card["test_n"] == 1000
+    assert result["test_mse"] == pytest.approx(card["test_mse"], abs=2e-4)
+    assert card["test_mse"] < 1 / 6  # below a constant prediction of 1
+
+
 def test_checkpoint_loads_into_the_spikingjelly_backend_with_the_same_outputs():
     from spikingjelly.activation_based import functional
 

@@ -30,8 +30,8 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, default=None, help="learning rate (default: the card's recipe)")
     p.add_argument("--lr-step", type=_positive_int, default=None, help="halve the learning rate every N epochs")
     p.add_argument("--lr-schedule", choices=LR_SCHEDULES, default=None,
-                   help="constant, step (with --lr-step) or cosine (to 0 over the run, per batch); "
-                        "default: the card's recipe")
+                   help="constant, step (with --lr-step), cosine (to 0 over the run, per batch) or "
+                        "cosine-per-epoch (to 0 within each epoch, then restarted); default: the card's recipe")
     p.add_argument("--clip", type=_clip, default=1.0, metavar="NORM",
                    help="clip the gradient norm to NORM before every update (default 1.0, as in all of the "
                         "authors' scripts; 0 turns clipping off)")

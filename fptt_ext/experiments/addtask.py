@@ -51,8 +51,8 @@ import torch
 import torch.nn.functional as F
 
 from ..data.addtask import AddTask
-from ..fptt.losses import RegressionEndLoss
 from ..fptt.loop import METHODS, SequenceTrainer, window_ends
+from ..fptt.losses import RegressionEndLoss
 from ..zoo.srnn import ADDTASK_MODELS, addtask_model
 from ._io import atomic_write
 
@@ -79,13 +79,23 @@ def run_label(config: dict) -> str:
 
     >>> run_label({"method": "tbptt", "k": 1, "model": "ltc", "T": 1000})
     'TBPTT-1-LTC'
+    >>> run_label({"method": "fptt", "K": 10, "model": "ltc", "T": 1000, "threshold": 0.5, "beta_a": 0})
+    'FPTT-K10-LTC (threshold 0.5, no adaptation)'
     """
     method = config["method"].upper()
     if config["method"] == "tbptt":
         method += f"-{config.get('k', 1)}"
     elif config["method"] == "fptt" and config.get("K") not in (None, config.get("T")):
         method += f"-K{config['K']}"
-    return f"{method}-{config['model'].upper()}"
+    notes = []  # variants of the spiking net other than the default
+    if config["model"] != "lstm":
+        if config.get("beta_a", 1.8) == 0:
+            notes.append(f"threshold {config.get('threshold', 0.1):g}, no adaptation")
+        elif not config.get("detach_adaptation", True):
+            notes.append("exact adaptation gradient")
+    if config.get("lr_milestones"):
+        notes.append("lr steps at " + ", ".join(map(str, config["lr_milestones"])))
+    return f"{method}-{config['model'].upper()}" + (f" ({'; '.join(notes)})" if notes else "")
 
 
 def _validate(T, method, model, iterations, batch_size, lr, K, k, seed, checkpoint_every) -> None:

@@ -38,7 +38,7 @@ __all__ = ["DATASETS", "OPTIMIZERS", "evaluate_run", "train_classifier"]
 
 DATASETS = IMAGE_DATASETS
 PRECISIONS = ("fp32", "bf16")
-LR_SCHEDULES = ("constant", "step", "cosine")
+LR_SCHEDULES = ("constant", "step", "cosine", "cosine-per-epoch")
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamax": torch.optim.Adamax, "adagrad": torch.optim.Adagrad,
               "sgd": torch.optim.SGD}
 
@@ -111,7 +111,8 @@ def train_classifier(*, model_name: str = "ostl_rmnist", dataset: str | None = N
     the model's card (its dataset and recipe; docs/recipes.md gives their sources). ``hidden`` sets the hidden sizes
     of the dense/recurrent zoo nets. ``lr_schedule``: ``"constant"``, ``"step"`` (multiply
     the learning rate by ``lr_gamma`` every ``lr_step`` epochs; the default when ``lr_step``
-    is given) or ``"cosine"`` (annealed to 0 over the whole run, batch by batch). ``clip``:
+    is given), ``"cosine"`` (annealed to 0 over the whole run, batch by batch) or
+    ``"cosine-per-epoch"`` (annealed to 0 within every epoch, then restarted: warm restarts). ``clip``:
     gradient-norm clipping before every update (1.0, as in all of the authors' scripts;
     ``None`` turns it off). ``divergence``, ``divergence_weight``: the classification
     loss's divergence term (:class:`fptt_ext.fptt.ClassificationLoss`).
@@ -163,6 +164,8 @@ def train_classifier(*, model_name: str = "ostl_rmnist", dataset: str | None = N
         raise ValueError("lr_schedule='step' needs lr_step (epochs between decays)")
     if clip is not None and not (clip > 0 and clip != float("inf")):
         raise ValueError(f"clip must be a finite norm > 0 or None (no clipping), got {clip!r}")
+    if monitor_every < 0 or monitor_n < 1:
+        raise ValueError(f"monitor_every must be >= 0 (0: off) and monitor_n >= 1, got {monitor_every}, {monitor_n}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     x_train, y_train = image_split(dataset, "train", limit_train)
@@ -186,7 +189,9 @@ def train_classifier(*, model_name: str = "ostl_rmnist", dataset: str | None = N
     opt = OPTIMIZERS[optimizer](model.parameters(), lr=lr, foreach=True)
     n_batches = (len(y_train) + batch_size - 1) // batch_size
     sched = (torch.optim.lr_scheduler.StepLR(opt, lr_step, lr_gamma) if lr_schedule == "step" else
-             torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs * n_batches) if lr_schedule == "cosine" else None)
+             torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs * n_batches) if lr_schedule == "cosine" else
+             torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(opt, n_batches) if lr_schedule == "cosine-per-epoch"
+             else None)
     trainer = SequenceTrainer(model, opt, method=method, K=K, k=k, loss="classification", num_classes=10,
                               alpha=alpha, beta=beta, max_grad_norm=clip,
                               loss_options={"divergence": divergence, "divergence_weight": divergence_weight})
@@ -222,7 +227,7 @@ def train_classifier(*, model_name: str = "ostl_rmnist", dataset: str | None = N
                 t_data, t_compute = t_data + t1 - t0, t_compute + t2 - t1
                 step += 1
                 rec = {"step": step, "epoch": epoch, "batch": b, "loss": res.loss, "lr": opt.param_groups[0]["lr"]}
-                if lr_schedule == "cosine":
+                if lr_schedule.startswith("cosine"):
                     sched.step()
                 if monitor_every and step % monitor_every == 0:
                     # Accuracy on test images the model never trains on (the training batch's own

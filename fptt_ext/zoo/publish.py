@@ -28,7 +28,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .evaluate import evaluate
-from .registry import CheckpointError, _sha256, create_model, model_card, zoo_dir
+from .registry import CheckpointError, _entry, _sha256, create_model, model_card, zoo_dir
 
 __all__ = ["publish"]
 
@@ -86,7 +86,8 @@ def publish(name: str, run: str | os.PathLike, *, zoo: str | os.PathLike | None 
     card = {"checkpoint": ckpt.name, "sha256": _sha256(ckpt), "model_kwargs": kwargs,
             "evaluated_with": f"fptt-ext eval {name}" + (f" --limit {limit}" if limit else ""),
             **{k: round(v, 4) if isinstance(v, float) else v for k, v in score.items() if k != "n"},
-            "test_n": score["n"], "train_command": train_command or registered["train_command"],
+            # the registration's command, not that of the checkpoint this one replaces
+            "test_n": score["n"], "train_command": train_command or _entry(name)[1]["train_command"],
             "trained_with": {k: v for k, v in config.items() if k != "model_kwargs"}}
     if notes:
         card["notes"] = notes
