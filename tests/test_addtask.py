@@ -106,11 +106,12 @@ def test_tbptt_and_fptt_k(tmp_path):
 def test_logged_mses_are_what_they_say(tmp_path):
     s = run_addtask(T=20, K=4, iterations=2, out_dir=tmp_path, **SMALL)
     assert s["config"]["K"] == 4 and s["config"]["max_grad_norm"] == 1.0 and s["config"]["readout"] == "mem"
-    assert s["config"]["detach_adaptation"] is True  # on by default: the threshold adapts (beta_a = 1.8)
+    # the authors' Add-task neuron by default: a constant threshold of 0.5, no adaptation
+    assert (s["config"]["threshold"], s["config"]["beta_a"], s["config"]["detach_adaptation"]) == (0.5, 0.0, False)
     # Recompute both iterations by hand: same seed -> same init and batches; the authors' recipe:
     # 4 windows, clipping at 1, loss weight p + 1/K per window, readout on the membrane.
     torch.manual_seed(0)
-    net, _ = addtask_model("ltc", hidden=16, detach_adaptation=True)
+    net, _ = addtask_model("ltc", hidden=16, threshold=0.5, beta_a=0.0)
     trainer = SequenceTrainer(net, torch.optim.Adam(net.parameters(), 3e-3), K=4, max_grad_norm=1.0,
                               loss=RegressionEndLoss(20, "window", K=4))
     for i, row in enumerate(read_log(tmp_path)):
@@ -127,11 +128,14 @@ def test_logged_mses_are_what_they_say(tmp_path):
 
 
 def test_detach_adaptation_default_follows_the_threshold(tmp_path):
-    fixed = run_addtask(T=6, iterations=1, threshold=0.5, beta_a=0.0, out_dir=tmp_path / "a", **SMALL)
+    fixed = run_addtask(T=6, iterations=1, out_dir=tmp_path / "a", **SMALL)  # ltc: no adaptation
     lstm = run_addtask(T=6, iterations=1, model="lstm", out_dir=tmp_path / "b", **SMALL)
-    off = run_addtask(T=6, iterations=1, detach_adaptation=False, out_dir=tmp_path / "c", **SMALL)
-    assert [r["config"]["detach_adaptation"] for r in (fixed, lstm, off)] == [False, False, False]
+    off = run_addtask(T=6, iterations=1, threshold=0.1, beta_a=1.8, detach_adaptation=False, out_dir=tmp_path / "c",
+                      **SMALL)
+    adapting = run_addtask(T=6, iterations=1, model="alif", out_dir=tmp_path / "d", **SMALL)  # 0.1 / 1.8
+    assert [r["config"]["detach_adaptation"] for r in (fixed, lstm, off, adapting)] == [False, False, False, True]
     assert fixed["config"]["model_kwargs"]["detach_adaptation"] is False and lstm["config"]["model_kwargs"] is None
+    assert (adapting["config"]["threshold"], adapting["config"]["beta_a"]) == (0.1, 1.8)
 
 
 def test_membrane_readout_reads_the_membrane():

@@ -29,10 +29,12 @@ def _addtask_arguments(p: argparse.ArgumentParser) -> None:
                         "the authors; 0 turns clipping off)")
     p.add_argument("--readout", choices=("mem", "spk"), default="mem",
                    help="Linear(hidden, 1) on the membrane potential (default, the authors') or on the spikes")
-    p.add_argument("--threshold", type=float, default=0.1, help="baseline threshold b0 (default 0.1; the "
-                   "authors' Add-task neuron: 0.5 with --beta-a 0)")
-    p.add_argument("--beta-a", type=float, default=1.8, help="adaptation strength (default 1.8; 0 switches the "
-                   "adaptation off)")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="baseline threshold b0 (default: 0.5 for ltc, the authors' Add-task neuron; 0.1 for "
+                        "ltc-minus and alif, the SPEC's)")
+    p.add_argument("--beta-a", type=float, default=None,
+                   help="adaptation strength (default: 0 for ltc, the authors' Add-task neuron has no adaptation; "
+                        "1.8 for ltc-minus and alif)")
     p.add_argument("--detach-adaptation", action=argparse.BooleanOptionalAction, default=None,
                    help="no gradient through the spike that drives the adaptation (forward unchanged): cuts the "
                         "spike -> threshold -> spike loop that explodes gradients over long windows (default: on "

@@ -53,7 +53,7 @@ import torch.nn.functional as F
 from ..data.addtask import AddTask
 from ..fptt.loop import METHODS, SequenceTrainer, window_ends
 from ..fptt.losses import RegressionEndLoss
-from ..zoo.srnn import ADDTASK_MODELS, addtask_model
+from ..zoo.srnn import ADDTASK_MODELS, addtask_model, addtask_neuron_defaults
 from ._io import atomic_write
 
 __all__ = ["LOG_FIELDS", "plot_addtask", "read_log", "run_addtask", "run_label"]
@@ -79,19 +79,21 @@ def run_label(config: dict) -> str:
 
     >>> run_label({"method": "tbptt", "k": 1, "model": "ltc", "T": 1000})
     'TBPTT-1-LTC'
-    >>> run_label({"method": "fptt", "K": 10, "model": "ltc", "T": 1000, "threshold": 0.5, "beta_a": 0})
-    'FPTT-K10-LTC (threshold 0.5, no adaptation)'
+    >>> run_label({"method": "fptt", "K": 10, "model": "ltc", "T": 1000, "threshold": 0.1, "beta_a": 1.8})
+    'FPTT-K10-LTC (b0 0.1, beta_a 1.8)'
     """
     method = config["method"].upper()
     if config["method"] == "tbptt":
         method += f"-{config.get('k', 1)}"
     elif config["method"] == "fptt" and config.get("K") not in (None, config.get("T")):
         method += f"-K{config['K']}"
-    notes = []  # variants of the spiking net other than the default
+    notes = []  # what differs from the model's default network
     if config["model"] != "lstm":
-        if config.get("beta_a", 1.8) == 0:
-            notes.append(f"threshold {config.get('threshold', 0.1):g}, no adaptation")
-        elif not config.get("detach_adaptation", True):
+        threshold, beta_a = config.get("threshold"), config.get("beta_a", 0.0)
+        if threshold is not None and (threshold, beta_a) != addtask_neuron_defaults(config["model"]):
+            notes.append(f"threshold {threshold:g}, no adaptation" if beta_a == 0 else
+                         f"b0 {threshold:g}, beta_a {beta_a:g}")
+        if beta_a != 0 and not config.get("detach_adaptation", True):
             notes.append("exact adaptation gradient")
     if config.get("lr_milestones"):
         notes.append("lr steps at " + ", ".join(map(str, config["lr_milestones"])))
@@ -202,14 +204,15 @@ def run_addtask(T: int = 1000, method: str = "fptt", model: str = "ltc", iterati
                 batch_size: int = 128, lr: float = 3e-3, K: int | None = None, k: int = 1, alpha: float = 0.1,
                 beta: float = 0.5, seed: int = 0, out_dir="runs/addtask", checkpoint_every: int = 100,
                 resume: bool = False, progress: bool = True, hidden: int = 128,
-                max_grad_norm: float | None = 1.0, readout: str = "mem", threshold: float = 0.1,
-                beta_a: float = 1.8, loss_weighting: str | None = None,
+                max_grad_norm: float | None = 1.0, readout: str = "mem", threshold: float | None = None,
+                beta_a: float | None = None, loss_weighting: str | None = None,
                 eval_batch_size: int | None = None, detach_adaptation: bool | None = None,
                 lr_milestones=(), lr_gamma: float = 0.1) -> dict:
     """Train ``model`` on the Add-task of length ``T`` with ``method``; returns the summary.
 
     The defaults are the authors' released recipe (SPEC section 6; docs/recipes.md):
     batch 128, Adam 3e-3, FPTT over K = 10 windows, gradient-norm clipping at 1.0,
+    their Add-task neuron (a constant threshold of 0.5, no adaptation) with
     ``Linear(128, 1)`` on the membrane potential, the per-window loss weight
     ``p + 1/K``, and after every iteration the MSE on a fresh batch with no update.
 
@@ -236,8 +239,9 @@ def run_addtask(T: int = 1000, method: str = "fptt", model: str = "ltc", iterati
         hidden: recurrent units (128 in the paper).
         max_grad_norm: gradient-norm clipping before every update (``None``: off).
         readout, threshold, beta_a: the spiking net's readout (``"mem"`` or ``"spk"``),
-            baseline threshold and adaptation strength (the authors' Add-task neuron:
-            ``threshold=0.5, beta_a=0``).
+            baseline threshold and adaptation strength; ``None``:
+            :func:`fptt_ext.zoo.srnn.addtask_neuron_defaults` (``ltc``: the authors' Add-task
+            neuron, ``threshold=0.5, beta_a=0``; ``ltc-minus``, ``alif``: 0.1 and 1.8).
         detach_adaptation: no gradient through the spike that drives the adaptation
             (:class:`fptt_ext.LTC`); the full LTC-SN needs it over windows of 100 steps
             (docs/recipes.md). Default (``None``): on whenever the threshold adapts
@@ -264,6 +268,9 @@ def run_addtask(T: int = 1000, method: str = "fptt", model: str = "ltc", iterati
     if loss_weighting is None:
         loss_weighting = "window" if method == "fptt" else "time"
     eval_batch_size = eval_batch_size or batch_size
+    default_threshold, default_beta_a = addtask_neuron_defaults(model)
+    threshold = default_threshold if threshold is None else threshold
+    beta_a = default_beta_a if beta_a is None else beta_a
     if detach_adaptation is None:
         detach_adaptation = model != "lstm" and beta_a != 0
     config = {"T": T, "method": method, "model": model, "hidden": hidden, "batch_size": batch_size, "lr": lr,

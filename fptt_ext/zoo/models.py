@@ -147,6 +147,7 @@ def srnn_dvsgesture(neuron: str = "ltc", backend: str = "snntorch", hidden: int 
             "readout": "mem", "detach_adaptation": True},
     description="128 recurrent LTC-SN and a Linear(128, 1) readout of the membrane potential (the authors' net)")
 def srnn_addtask(neuron: str = "ltc", backend: str = "snntorch", hidden: int = 128, step_mode: str = "s",
-                 readout: str = "mem", threshold: float = 0.1, beta_a: float = 1.8, detach_adaptation: bool = False):
+                 readout: str = "mem", threshold: float | None = None, beta_a: float | None = None,
+                 detach_adaptation: bool = False):
     return AddTaskSNN(neuron, hidden=hidden, backend=backend, step_mode=step_mode, readout=readout,
                       threshold=threshold, beta_a=beta_a, detach_adaptation=detach_adaptation)

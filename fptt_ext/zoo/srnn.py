@@ -28,10 +28,25 @@ from torch import nn
 from ..neurons.recurrent import RecurrentSpiking
 from .base import Branches, SpikingNet, make_neuron, make_readout
 
-__all__ = ["ADDTASK_MODELS", "SRNN", "AddTaskLSTM", "AddTaskSNN", "DVSGestureSRNN", "addtask_model"]
+__all__ = ["ADDTASK_MODELS", "SRNN", "AddTaskLSTM", "AddTaskSNN", "DVSGestureSRNN", "addtask_model",
+           "addtask_neuron_defaults"]
 
 ADDTASK_MODELS = ("ltc", "ltc-minus", "alif", "lstm")
 READOUTS = ("mem", "spk")
+
+
+def addtask_neuron_defaults(neuron: str) -> tuple[float, float]:
+    """``(threshold, beta_a)`` of the Add-task network's neuron when none are given.
+
+    ``ltc``: the authors' Add-task neuron, a constant threshold of 0.5 and no adaptation
+    (their ``snn_models_LIF4.py``), which also trained best here (docs/addtask.md).
+    ``ltc-minus`` and ``alif``: the SPEC's ``b0 = 0.1``, ``beta_a = 1.8``, since their
+    adaptation is what sets them apart.
+
+    >>> addtask_neuron_defaults("ltc"), addtask_neuron_defaults("alif")
+    ((0.5, 0.0), (0.1, 1.8))
+    """
+    return (0.5, 0.0) if neuron == "ltc" else (0.1, 1.8)
 RECURRENT_NEURONS = ("ltc", "ltc-minus", "alif")
 
 
@@ -94,11 +109,11 @@ class AddTaskSNN(SpikingNet):
     potential** ``u_t`` (``readout="mem"``, the authors' choice) or of the spikes
     (``readout="spk"``). The readout weight starts Xavier-normal, as theirs.
 
-    ``threshold`` (``b0``), ``beta_a`` and ``detach_adaptation`` go to the neuron: the
-    authors' Add-task neuron has its adaptation switched off and a constant threshold
-    of 0.5 (``threshold=0.5, beta_a=0``); the SPEC's LTC-SN is ``threshold=0.1,
-    beta_a=1.8``, and over windows of 100 steps it needs ``detach_adaptation=True``
-    (:class:`fptt_ext.LTC`), or its gradients explode.
+    ``threshold`` (``b0``), ``beta_a`` and ``detach_adaptation`` go to the neuron. Left at
+    ``None``, threshold and ``beta_a`` are :func:`addtask_neuron_defaults`: for ``"ltc"`` the
+    authors' Add-task neuron, a constant threshold of 0.5 and no adaptation. The SPEC's
+    LTC-SN is ``threshold=0.1, beta_a=1.8``; over windows of 100 steps it needs
+    ``detach_adaptation=True`` (:class:`fptt_ext.LTC`), or its gradients explode.
 
     One call is one time step: ``x_t`` ``[B, in_features]`` -> prediction ``[B, 1]``.
     The recurrent state lives in ``self.rnn.neuron`` (reset/detached by
@@ -111,19 +126,24 @@ class AddTaskSNN(SpikingNet):
         torch.Size([3, 1])
         >>> type(net.rnn.neuron).__name__, net.readout_from
         ('ALIF', 'mem')
-        >>> AddTaskSNN("ltc", hidden=4, threshold=0.5, beta_a=0.0).rnn.neuron.extra_repr()
+        >>> AddTaskSNN("ltc", hidden=4).rnn.neuron.extra_repr()          # the authors' Add-task neuron
         "size=4, conv=False, b0=0.5, beta_a=0, reset='zero'"
+        >>> AddTaskSNN("ltc", hidden=4, threshold=0.1, beta_a=1.8).rnn.neuron.extra_repr()   # the SPEC's LTC-SN
+        "size=4, conv=False, b0=0.1, beta_a=1.8, reset='zero'"
     """
 
     def __init__(self, neuron: str = "ltc", hidden: int = 128, in_features: int = 2, backend: str = "snntorch",
-                 step_mode: str = "s", *, readout: str = "mem", threshold: float = 0.1, beta_a: float = 1.8,
-                 detach_adaptation: bool = False):
+                 step_mode: str = "s", *, readout: str = "mem", threshold: float | None = None,
+                 beta_a: float | None = None, detach_adaptation: bool = False):
         if hidden < 1:
             raise ValueError(f"hidden must be >= 1, got {hidden}")
         if readout not in READOUTS:
             raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}")
         super().__init__(backend=backend, step_mode=step_mode, input_shape=(in_features,))
         self.neuron_type, self.hidden, self.readout_from = neuron, hidden, readout
+        default_threshold, default_beta_a = addtask_neuron_defaults(neuron)
+        threshold = default_threshold if threshold is None else threshold
+        beta_a = default_beta_a if beta_a is None else beta_a
         self.rnn = _recurrent(in_features, hidden, neuron, backend, threshold=threshold, beta_a=beta_a,
                               detach_adaptation=detach_adaptation)
         # One nn.Linear over [x_t, s_{t-1}] (the authors' layer): U(+-1/sqrt(fan_in)) for
