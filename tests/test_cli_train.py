@@ -89,8 +89,8 @@ def test_train_writes_all_files(reference):
     for r in train:
         assert r.keys() >= {"step", "epoch", "batch", "loss", "lr"} and "train_acc" not in r
         assert 0 < r["loss"] < 10
-    lrs = [r["lr"] for r in train]  # the card's recipe: cosine annealing over the run, batch by batch
-    assert lrs[0] == 3e-3 and lrs == sorted(lrs, reverse=True) and lrs[-1] < 3e-4
+    lrs = [r["lr"] for r in train]  # the card's recipe: cosine annealing within each epoch, batch by batch
+    assert lrs[0] == lrs[4] == 3e-3 and lrs[:4] == sorted(lrs[:4], reverse=True) and lrs[3] < 1e-3
     assert [(r["epoch"], r["batch"]) for r in train] == [(e, b) for e in range(2) for b in range(4)]
     assert [r["epoch"] for r in tests] == [1, 2] and all(0 <= r["test_acc"] <= 100 for r in tests)
     assert train[-1]["loss"] < train[0]["loss"]  # it learns something
@@ -107,7 +107,7 @@ def test_train_writes_all_files(reference):
     assert cfg["dataset"] == "mnist5k" and cfg["T"] == 2 and cfg["model_kwargs"]["hidden"] == [16] and cfg["limit_test"] == 100
     assert cfg["limit_train"] == 200
     assert cfg["clip"] == 1.0  # the authors' gradient-norm clipping, by default
-    assert (cfg["lr_schedule"], cfg["wbar_at_epoch_end"], cfg["K"]) == ("cosine", True, None)  # the card's recipe
+    assert (cfg["lr_schedule"], cfg["wbar_at_epoch_end"], cfg["K"]) == ("cosine-per-epoch", True, None)  # the card's
     summary = json.loads((run / "summary.json").read_text())
     assert summary["test_acc"] == tests[-1]["test_acc"] and summary["test_n"] == 100
     assert summary["batches"] == N_TRAIN_RECORDS
