@@ -38,7 +38,7 @@ def _neuron(cfg: dict) -> str:
     name = {"ltc": "LTC-SN", "ltc-minus": "LTC-SN, constant adaptation decay", "alif": "ALIF"}[cfg["model"]]
     if cfg.get("beta_a") == 0:
         return f"{name}, threshold {cfg['threshold']:g}, no adaptation"
-    detach = ", detach_adaptation" if cfg.get("detach_adaptation") else ""
+    detach = ", detach_adaptation" if cfg.get("detach_adaptation") else ", exact adaptation gradient"
     return f"{name}, b0 {cfg['threshold']:g}, beta_a {cfg['beta_a']:g}{detach}"
 
 
@@ -46,7 +46,8 @@ def _method(cfg: dict) -> str:
     if cfg["method"] == "fptt":
         sched = f", lr x{cfg['lr_gamma']:g} at {', '.join(map(str, cfg['lr_milestones']))}" \
             if cfg.get("lr_milestones") else ""
-        return f"FPTT, K = {cfg['K']}, alpha {cfg['alpha']:g}{sched}"
+        weight = ", loss (t/T) MSE" if cfg.get("loss_weighting") == "time" else ""
+        return f"FPTT, K = {cfg['K']}, alpha {cfg['alpha']:g}{weight}{sched}"
     if cfg["method"] == "tbptt":
         return f"TBPTT-{cfg['k']}"
     return "BPTT"
