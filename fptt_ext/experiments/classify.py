@@ -145,7 +145,7 @@ def train_classifier(*, model_name: str = "ostl_rmnist", dataset: str | None = N
     if method == "fptt" and K is None:
         K = recipe.get("K")
     # an explicit --lr-step means the step schedule, whatever the card's recipe says
-    lr_schedule = lr_schedule or ("step" if lr_step else recipe.get("lr_schedule"))
+    lr_schedule = lr_schedule or ("step" if lr_step else recipe.get("lr_schedule") or "constant")
     divergence = divergence or recipe.get("divergence", "running")
     divergence_weight = recipe.get("divergence_weight", 1.0) if divergence_weight is None else divergence_weight
     wbar_at_epoch_end = recipe.get("wbar_at_epoch_end", False) if wbar_at_epoch_end is None else wbar_at_epoch_end
@@ -157,7 +157,6 @@ def train_classifier(*, model_name: str = "ostl_rmnist", dataset: str | None = N
         raise ValueError(f"batch size must be positive, got {batch_size}")
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {sorted(OPTIMIZERS)}")
-    lr_schedule = lr_schedule or ("step" if lr_step else "constant")
     if lr_schedule not in LR_SCHEDULES:
         raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {lr_schedule!r}")
     if lr_schedule == "step" and not lr_step:
