@@ -263,7 +263,7 @@ def run_addtask(T: int = 1000, method: str = "fptt", model: str = "ltc", iterati
         (2, False, 'time')
     """
     if method == "fptt" and K is None:
-        K = min(DEFAULT_WINDOWS, T) if isinstance(T, int) else K
+        K = min(DEFAULT_WINDOWS, T) if isinstance(T, int) else K  # a bad T is reported by _validate
     _validate(T, method, model, iterations, batch_size, lr, K, k, seed, checkpoint_every)
     if loss_weighting is None:
         loss_weighting = "window" if method == "fptt" else "time"
