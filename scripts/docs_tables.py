@@ -93,6 +93,21 @@ def classify_table(files: list[str], link_prefix: str = "results/") -> str:
     return "\n".join(rows) + "\n"
 
 
+def authors_table(files: list[str]) -> str:
+    """The authors' own logged curves (scripts/authors_addtask_logs.py), measured as ours are."""
+    rows = [("| their log (summary file) | held-out MSE, mean of iterations 901-1000 / 1901-2000 | "
+             "best mean of 100 (ending at) | first mean of 100 <= 0.01 at | largest excursion after it |"),
+            "|---|---|---|---|---|"]
+    for rel in files:
+        s = load(rel)
+        marks = s["mse100_by_iteration"]
+        exc = "n/a" if s["max_excursion"] is None else f"{s['max_excursion']:.1f}x the running mean"
+        rows.append(f"| `{s['source'].rsplit('/', 1)[1]}` ([summary](results/{rel})) | "
+                    f"{_f(marks.get('1000'))} / {_f(marks.get('2000'))} | "
+                    f"{_f(s['best_mse100'])} ({s['best_mse100_at']}) | {s['converged_at'] or 'not reached'} | {exc} |")
+    return "\n".join(rows) + "\n"
+
+
 def zoo_table() -> str:
     rows = ["| checkpoint (card) | trained with | test score (`fptt-ext eval NAME`) |", "|---|---|---|"]
     for card_path in sorted((ROOT / "zoo").glob("*.json")):
@@ -115,6 +130,9 @@ def tables() -> dict[str, str]:
         t200 = [f for f in at if load(f)["config"]["T"] == 200]
         if t200:
             out["addtask-T200-alpha"] = addtask_table(t200)
+    authors = sorted(p.relative_to(RESULTS).as_posix() for p in (RESULTS / "addtask" / "authors").glob("*.json"))
+    if authors:
+        out["addtask-authors-logs"] = authors_table(authors)
     cls = RESULTS / "classify"
     for group in sorted(p.name for p in cls.iterdir() if p.is_dir()) if cls.is_dir() else []:
         files = sorted(p.relative_to(RESULTS).as_posix() for p in (cls / group).glob("*.json"))

@@ -14,7 +14,7 @@ import torch
 
 from fptt_ext.cli import main
 from fptt_ext.data import AddTask, add_task_batch
-from fptt_ext.experiments.addtask import HELDOUT_OFFSET, _stability, plot_addtask, read_log, run_addtask
+from fptt_ext.experiments.addtask import HELDOUT_OFFSET, plot_addtask, read_log, run_addtask, stability_summary
 from fptt_ext.fptt.loop import SequenceTrainer
 from fptt_ext.fptt.losses import RegressionEndLoss
 from fptt_ext.zoo.srnn import AddTaskLSTM, AddTaskSNN, addtask_model
@@ -310,7 +310,7 @@ def test_stability_summary():
     # 100 values at 0.2, then 150 at 0.004 with one excursion to 0.05 (12.5x the running mean)
     mse = [0.2] * 100 + [0.004] * 150
     mse[240] = 0.05
-    st = _stability(mse)
+    st = stability_summary(mse)
     assert st["converged_at"] is not None and st["converged_at"] > 100
     assert st["best_mse100"] == pytest.approx(0.004) and st["max_excursion"] == pytest.approx(0.05 / 0.004)
-    assert _stability([0.2] * 150)["converged_at"] is None and _stability([0.1] * 50)["best_mse100"] is None
+    assert stability_summary([0.2] * 150)["converged_at"] is None and stability_summary([0.1] * 50)["best_mse100"] is None

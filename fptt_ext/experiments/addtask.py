@@ -56,7 +56,7 @@ from ..fptt.losses import RegressionEndLoss
 from ..zoo.srnn import ADDTASK_MODELS, addtask_model, addtask_neuron_defaults
 from ._io import atomic_write
 
-__all__ = ["LOG_FIELDS", "plot_addtask", "read_log", "run_addtask", "run_label"]
+__all__ = ["LOG_FIELDS", "plot_addtask", "read_log", "run_addtask", "run_label", "stability_summary"]
 
 LOG_FIELDS = ("iteration", "loss", "train_mse", "heldout_mse", "time", "elapsed")
 SUMMARY_WINDOW = 100
@@ -156,9 +156,17 @@ def _rolling_means(values: list[float], n: int) -> list[float]:
     return t.mean(1).tolist()
 
 
-def _stability(mse: list[float], window: int = SUMMARY_WINDOW, converged: float = 0.01) -> dict:
+def stability_summary(mse: list[float], window: int = SUMMARY_WINDOW, converged: float = 0.01) -> dict:
     """Best ``window``-mean, where the run first reaches ``converged`` (as a ``window``-mean),
-    and after that the largest ratio of one held-out MSE to the mean of the ``window`` before it."""
+    and after that the largest ratio of one held-out MSE to the mean of the ``window`` before it.
+
+    ``mse`` is a held-out MSE per iteration (any run's: ``summary.json`` uses it on ``log.csv``).
+
+    Example:
+        >>> s = stability_summary([0.2] * 100 + [0.004] * 150 + [0.02] + [0.004] * 10)
+        >>> s["converged_at"], round(s["max_excursion"], 6)
+        (197, 5.0)
+    """
     means = _rolling_means(mse, window)
     if not means:
         return {"best_mse100": None, "best_mse100_at": None, "converged_at": None, "max_excursion": None}
@@ -184,7 +192,7 @@ def _summary(config: dict, rows: list[dict], diverged_at: int | None) -> dict:
     return {
         "label": run_label(config), "config": config, "iterations": len(rows),
         "final_mse": mse, "final_mse_std": mse_std, "final_train_mse": train_mse, "final_loss": loss,
-        "final_window": len(last), **_stability([r["heldout_mse"] for r in finite]),
+        "final_window": len(last), **stability_summary([r["heldout_mse"] for r in finite]),
         # for runs of different lengths: the mean held-out MSE of the 100 iterations before each mark
         "mse100_by_iteration": {str(n): _mean_std([r["heldout_mse"] for r in rows[n - SUMMARY_WINDOW:n]])[0]
                                 for n in MARKS if n <= len(rows)
