@@ -236,6 +236,61 @@ def test_nonfinite_gradient(bad):
     assert opt.state[model[0].weight]["step"].item() == adam_steps
 
 
+def _full_snapshot(model, fptt):
+    """Parameters, FPTT state and the wrapped optimizer's state, as plain tensors."""
+    out = _snapshot(model, fptt) if fptt.variant == "practical" else [
+        t.detach().clone() for p in model.parameters() for t in (p, fptt.state[p]["W_bar"], fptt.state[p]["grad_prev"])]
+    return out + [v.clone() for p in model.parameters() for v in fptt.optimizer.state[p].values()]
+
+
+@pytest.mark.parametrize("nonfinite", ["raise", "skip"])
+def test_exact_nonfinite_closure_gradient_undoes_the_step(nonfinite):
+    """The exact variant learns of a NaN in the closure's gradient after the wrapped optimizer
+    has stepped: that step is undone, so nothing changes, and it counts as skipped."""
+    model = make_model()
+    fptt = FPTT(model.parameters(), torch.optim.Adam(model.parameters(), 1e-2), variant="exact", nonfinite=nonfinite)
+    run_fptt(model, fptt, batches(2))  # Adam's moments and grad_prev are non-zero by now
+    before = _full_snapshot(model, fptt)
+    x, y = batches(1, seed=5)[0]
+    (task_loss(model, x, y) + fptt.regularizer()).backward()  # a finite task gradient ...
+
+    def closure():  # ... but a NaN one at the updated weights
+        return task_loss(model, x, y) * torch.tensor(float("nan"), dtype=DT)
+
+    if nonfinite == "raise":
+        with pytest.raises(FloatingPointError, match="closure"):
+            fptt.step(closure)
+    else:
+        with pytest.warns(RuntimeWarning, match="closure"):
+            assert fptt.step(closure) is None
+    assert fptt.skipped_steps == 1
+    assert maxdiff(before, _full_snapshot(model, fptt)) == 0
+    assert all(p.grad is None for p in model.parameters())
+    # and training goes on from there exactly as if that step had never been tried
+    ref = make_model()
+    ref_fptt = FPTT(ref.parameters(), torch.optim.Adam(ref.parameters(), 1e-2), variant="exact")
+    run_fptt(ref, ref_fptt, batches(2))
+    fptt.zero_grad()
+    run_fptt(model, fptt, batches(1, seed=7))
+    run_fptt(ref, ref_fptt, batches(1, seed=7))
+    assert maxdiff(_full_snapshot(model, fptt), _full_snapshot(ref, ref_fptt)) == 0
+
+
+@pytest.mark.parametrize("variant", ["practical", "exact"])
+def test_step_without_any_gradient_raises(variant):
+    model = make_model()
+    fptt = FPTT(model.parameters(), torch.optim.SGD(model.parameters(), lr=0.1), variant=variant)
+    before = _snapshot(model, fptt) if variant == "practical" else None
+    with pytest.raises(RuntimeError, match="no gradient on any tracked parameter; call loss.backward"):
+        fptt.step() if variant == "practical" else fptt.step(lambda: task_loss(model, *batches(1)[0]))
+    if before is not None:
+        assert maxdiff(before, _snapshot(model, fptt)) == 0
+    # one parameter without a gradient (unused in this step) is fine: it gets R's gradient alone
+    model[2].weight.grad = torch.zeros_like(model[2].weight)
+    fptt.add_regularizer_grad_()
+    fptt.step() if variant == "practical" else fptt.step(lambda: task_loss(model, *batches(1)[0]))
+
+
 def test_reset_running_estimate():
     model = make_model()
     fptt = FPTT(model.parameters(), torch.optim.SGD(model.parameters(), lr=0.1))
@@ -251,9 +306,10 @@ def test_bad_inputs():
     model = make_model()
     ps = list(model.parameters())
     opt = torch.optim.SGD(ps, lr=0.1)
-    with pytest.raises(ValueError, match="alpha must be > 0"):
-        FPTT(ps, opt, alpha=0)
-    with pytest.raises(ValueError, match="alpha must be > 0"):
+    for alpha in (0, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match=f"alpha must be a finite number > 0, got {alpha}"):
+            FPTT(ps, opt, alpha=alpha)
+    with pytest.raises(ValueError, match="alpha must be a finite number > 0"):
         FPTT([{"params": ps, "alpha": -1.0}], opt)
     with pytest.raises(ValueError, match="beta"):
         FPTT(ps, opt, beta=0)

@@ -9,6 +9,7 @@ updates behave like one update on the whole sequence.
 (:meth:`FPTT.regularizer`) and, after the wrapped optimizer's step, updates
 its own per-parameter state with fused ``torch._foreach_*`` kernels.
 """
+import copy
 import math
 import warnings
 
@@ -75,7 +76,12 @@ class FPTT:
         max_grad_norm: if set, ``step()`` clips the total gradient norm of the
             tracked parameters before the wrapped optimizer steps.
         nonfinite: "raise" a ``FloatingPointError`` on NaN/Inf gradients, or
-            "skip" the whole step with a warning. State is never modified.
+            "skip" the whole step with a warning (counted in ``skipped_steps``).
+            Either way the parameters, the wrapped optimizer's state and the FPTT
+            state are left as they were before the step. In the exact variant the
+            closure's gradient is only known after the wrapped optimizer has
+            stepped, so that variant copies the parameters and the optimizer's
+            state before every step, and puts them back if it is non-finite.
 
     ``state_dict()`` returns references (like ``torch.optim``); deep-copy it
     if you keep training and want a snapshot.
@@ -145,8 +151,9 @@ class FPTT:
 
     @staticmethod
     def _check_hparams(group):
-        if not group["alpha"] > 0:
-            raise ValueError(f"alpha must be > 0, got {group['alpha']!r}.")
+        # an infinite alpha pins W to W_bar and makes lam/alpha undefined (inf/inf)
+        if not (group["alpha"] > 0 and math.isfinite(group["alpha"])):
+            raise ValueError(f"alpha must be a finite number > 0, got {group['alpha']!r}.")
         if not 0 < group["beta"] <= 1:
             raise ValueError(f"beta must be in (0, 1], got {group['beta']!r}.")
 
@@ -212,21 +219,46 @@ class FPTT:
     def step(self, closure=None):
         """Step the wrapped optimizer, then update the FPTT state.
 
-        Returns the closure's task loss (detached) for "exact", else None.
+        Returns the closure's task loss (detached) for "exact", else None (also when the
+        step is skipped). Raises ``RuntimeError`` if no tracked parameter has a gradient.
         """
         if self.variant == "exact" and closure is None:
             raise ValueError("variant='exact' needs step(closure): closure() must recompute "
                              "and return the step's task loss (with graph, no backward).")
         if self.variant == "practical" and closure is not None:
             raise ValueError("closure is only used by variant='exact'; call step() without it.")
-        if not self._finite([p.grad for p in self._all_params]):
+        grads = [p.grad for p in self._all_params]
+        if all(g is None for g in grads):
+            # Stepping anyway would move W_bar and lam as if a zero gradient had been seen.
+            raise RuntimeError("FPTT.step() found no gradient on any tracked parameter; call "
+                               "loss.backward() first (with fptt.regularizer() in the loss, or followed by "
+                               "fptt.add_regularizer_grad_()).")
+        if not self._finite(grads):
             self.skipped_steps += 1
             self._nonfinite("gradient")
             return None
         if self.max_grad_norm is not None:
             torch.nn.utils.clip_grad_norm_(self._all_params, self.max_grad_norm, foreach=True)
+        if self.variant == "practical":
+            self.optimizer.step()
+            return self._update_practical()
+        before = self._snapshot()
         self.optimizer.step()
-        return self._update_practical() if self.variant == "practical" else self._update_exact(closure)
+        return self._update_exact(closure, before)
+
+    def _snapshot(self):
+        """The wrapped optimizer's parameters and state, to undo its step (exact variant)."""
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        state = {p: {k: v.clone() if torch.is_tensor(v) else copy.deepcopy(v) for k, v in s.items()}
+                 for p, s in self.optimizer.state.items()}
+        return params, [p.detach().clone() for p in params], state
+
+    @torch.no_grad()
+    def _restore(self, snapshot):
+        params, values, state = snapshot
+        torch._foreach_copy_(params, values)
+        self.optimizer.state.clear()
+        self.optimizer.state.update(state)
 
     @torch.no_grad()
     def _update_practical(self):
@@ -240,7 +272,7 @@ class FPTT:
             torch._foreach_lerp_(w_bar, ps, b)
             torch._foreach_add_(w_bar, lam, alpha=-b / a)
 
-    def _update_exact(self, closure):
+    def _update_exact(self, closure, before):
         # backward() rather than autograd.grad(): under DistributedDataParallel only
         # backward() runs the gradient all-reduce, which keeps W_bar equal on all ranks.
         self.optimizer.zero_grad(set_to_none=True)
@@ -252,9 +284,12 @@ class FPTT:
             loss.backward()
         grads = [p.grad for p in self._all_params]
         if not self._finite(grads):
-            # The optimizer has already stepped; only the W_bar update is withheld.
+            # The optimizer has already stepped: undo it, so a skipped step leaves no trace.
+            self.optimizer.zero_grad(set_to_none=True)
+            self._restore(before)
+            self.skipped_steps += 1
             self._nonfinite("gradient of closure() loss at the updated weights")
-            return loss.detach()
+            return None
         grads = [torch.zeros_like(p) if gr is None else gr for p, gr in zip(self._all_params, grads)]
         self.optimizer.zero_grad(set_to_none=True)
         with torch.no_grad():
