@@ -1,4 +1,4 @@
-"""The online training loop (fptt_ext.fptt.loop.SequenceTrainer), SPEC section 2.
+"""The online training loop (fptt_ext.fptt.loop.SequenceTrainer; docs/concepts/fptt.md).
 
 Covers: window_ends; FPTT-K=1 == BPTT + regulariser; state detaching at window
 ends; snnTorch / SpikingJelly (multi-step) / fptt_ext / nn.LSTM networks; the
@@ -25,6 +25,7 @@ from torch import nn
 
 import fptt_ext
 from fptt_ext.fptt import FPTT, ClassificationLoss, SequenceTrainer, StatefulModules, window_ends
+from fptt_ext.fptt.loop import METHODS
 from fptt_ext.spikingjelly import LTCNode
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -562,6 +563,91 @@ def test_bad_input():
     opt = torch.optim.SGD(net.parameters(), 0.1)
     with pytest.raises(ValueError):  # BPTT takes the plain optimizer
         SequenceTrainer(net, FPTT(net.parameters(), opt), method="bptt")
+
+
+def _weights(net):
+    return [p.detach().clone() for p in net.parameters()]
+
+
+@pytest.mark.parametrize("method", ["fptt", "bptt", "tbptt"])
+def test_bad_targets_get_clear_errors(method):
+    """What torch would report as a RuntimeError, IndexError or AttributeError deep in the
+    loss is refused up front, naming what was expected; nothing is updated."""
+    x, y = _data(dtype=torch.float64)
+    net, trainer = _trainer(method=method, loss="classification", num_classes=C)
+    w0 = _weights(net)
+    cases = [
+        (y.double(), TypeError, r"class labels must be integers \(torch.long\), got dtype torch.float64"),
+        (y.tolist(), TypeError, r"targets y must be a torch.Tensor, got list; convert it with torch.tensor\(y\)"),
+        (torch.where(y == 0, C, y), ValueError, rf"class labels must be in \[0, num_classes={C}\), got values from 1 to {C}"),
+        (y - 1, ValueError, rf"must be in \[0, num_classes={C}\), got values from -1 to {C - 2}"),
+        (y.view(B, 1), ValueError, rf"one class label per sequence, shape \[B={B}\], got shape \({B}, 1\)"),
+        (None, TypeError, "got NoneType"),
+    ]
+    for bad, err, msg in cases:
+        with pytest.raises(err, match=msg):
+            trainer.train_batch(x, bad)
+    # the number of classes the model outputs is not num_classes
+    _, five = _trainer(method=method, loss="classification", num_classes=5)
+    with pytest.raises(ValueError, match=rf"num_classes=5 does not match the model's output: it gives shape \({B}, {C}\)"):
+        five.train_batch(x, y)
+    # a regression target of the wrong shape
+    _, reg = _trainer(method=method, loss="regression_end")
+    with pytest.raises(ValueError, match=rf"target has shape \({B}, {C + 1}\), but the model's output at each step "
+                                         rf"has shape \({B}, {C}\)"):
+        reg.train_batch(x, torch.zeros(B, C + 1, dtype=torch.float64))
+    with pytest.raises(TypeError, match="regression targets must be floating point, got dtype torch.int64"):
+        reg.train_batch(x, y)
+    # per-step targets of the wrong size per step
+    _, per_step = _trainer(method=method, loss="per_step")
+    with pytest.raises(ValueError, match=rf"per-step targets of shape \({B}, 1\) per step do not fit"):
+        per_step.train_batch(x, torch.zeros(T, B, 1, dtype=torch.float64))
+    with pytest.raises(ValueError, match=rf"class labels must be in \[0, num_classes={C}\)"):
+        per_step.train_batch(x, torch.full((T, B), C))
+    assert all(torch.equal(a, b) for a, b in zip(w0, _weights(net)))
+    # integer labels of another width are fine, and train as torch.long ones do
+    ref_net, ref = _trainer(method=method, loss="classification", num_classes=C)
+    r32, r64 = trainer.train_batch(x, y.int()), ref.train_batch(x, y)
+    assert r32.loss == r64.loss and all(torch.equal(a, b) for a, b in zip(_weights(net), _weights(ref_net)))
+
+
+def test_bad_settings_are_refused_at_construction():
+    net = ltc_net()
+    opt = torch.optim.SGD(net.parameters(), 0.1)
+    for kw, msg in [({"K": 0}, "K must be None or an int >= 1, got 0"), ({"K": 2.5}, "K must be None or an int"),
+                    ({"k": 0}, "k must be an int >= 1, got 0"),
+                    ({"loss": "classification"}, "num_classes must be an int >= 1, got None"),
+                    ({"loss": "classification", "num_classes": 1}, "num_classes >= 2, got 1"),
+                    ({"loss": "ce"}, "unknown loss 'ce'"), ({"max_grad_norm": 0}, "max_grad_norm must be None or > 0")]:
+        with pytest.raises(ValueError, match=msg):
+            SequenceTrainer(net, opt, **{"loss": "regression_end", **kw})
+    for method in METHODS:  # "rais" would have silently meant "skip" for BPTT and TBPTT
+        with pytest.raises(ValueError, match=r"nonfinite must be one of \('raise', 'skip'\), got 'rais'"):
+            SequenceTrainer(net, opt, method=method, loss="regression_end", nonfinite="rais")
+    with pytest.raises(TypeError, match="optimizer must be a torch.optim.Optimizer"):
+        SequenceTrainer(net, "adam", method="bptt", loss="regression_end")
+    with pytest.raises(TypeError, match="loss must be one of"):
+        SequenceTrainer(net, opt, loss=F.mse_loss)
+
+
+def test_classification_q_is_kept_per_sequence_length(tmp_path):
+    """Batches of another length use their own Q_t; the running estimate of the first length
+    survives them (it used to be re-created, uniform, whenever T changed)."""
+    x, y = _data(dtype=torch.float64)
+    _, trainer = _trainer(loss="classification", num_classes=C)
+    trainer.train_batch(x, y)
+    q8 = trainer.loss_fn.Q.clone()
+    assert not torch.equal(q8, torch.full_like(q8, 1 / C))
+    trainer.train_batch(x[:5], y)
+    assert trainer.loss_fn.Q.shape == (5, C, C)
+    assert torch.equal(trainer._loss(T).Q, q8)  # untouched by the T = 5 batch
+    trainer.train_batch(x, y)
+    assert trainer.loss_fn.Q.shape == (T, C, C) and not torch.equal(trainer.loss_fn.Q, q8)  # moved on from q8
+    # both lengths survive a checkpoint
+    torch.save(trainer.state_dict(), tmp_path / "t.pt")
+    _, fresh = _trainer(loss="classification", num_classes=C)
+    fresh.load_state_dict(torch.load(tmp_path / "t.pt", weights_only=True))
+    assert torch.equal(fresh._loss(5).Q, trainer._loss(5).Q) and torch.equal(fresh._loss(T).Q, trainer._loss(T).Q)
 
 
 def _nan_at(ys, steps):

@@ -44,13 +44,22 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .losses import make_loss
+from .losses import LOSSES, ClassificationLoss, PerStepLoss, RegressionEndLoss, check_class_labels, make_loss
 from .optimizer import FPTT, all_finite
 from .state import StatefulModules, detach_tree
 
 __all__ = ["METHODS", "BatchResult", "SequenceTrainer", "window_ends"]
 
 METHODS = ("fptt", "bptt", "tbptt")
+NONFINITE = ("raise", "skip")
+
+
+def _check_count(name: str, value, *, optional: bool = False) -> None:
+    if optional and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        expected = "None or an int >= 1" if optional else "an int >= 1"
+        raise ValueError(f"{name} must be {expected}, got {value!r}")
 
 
 def window_ends(T: int, method: str, K: int | None = None, k: int = 1) -> list[int]:
@@ -119,10 +128,13 @@ class SequenceTrainer:
             an :class:`FPTT` (which then defines alpha, beta, variant).
         method: ``"fptt"``, ``"bptt"`` or ``"tbptt"``.
         K: number of FPTT windows (default ``T``); k: TBPTT window length.
-        loss: ``"classification"`` (target ``[B]``), ``"per_step"`` (target
-            ``[T, B, ...]``), ``"regression_end"`` (target ``[B, ...]``) or a loss module
-            called as ``loss(out_t, y, t)`` with attribute ``per_step_target``.
-        num_classes: for the classification loss.
+        loss: ``"classification"`` (integer class labels ``[B]``), ``"per_step"`` (target
+            ``[T, B, ...]``: class labels or float values), ``"regression_end"`` (float target
+            ``[B, ...]``) or a loss module called as ``loss(out_t, y, t)`` with attribute
+            ``per_step_target``. A loss given by name that depends on T (the classification
+            loss and its running estimate ``Q``) is kept per sequence length, so batches of
+            different lengths do not reset each other's ``Q``.
+        num_classes: for the classification loss; the model must output this many scores.
         loss_options: keyword arguments for a loss given by name (e.g.
             ``{"divergence": "uniform"}``, see :class:`ClassificationLoss`).
         alpha, beta, variant, max_grad_norm: FPTT settings when ``optimizer`` is a
@@ -130,6 +142,11 @@ class SequenceTrainer:
         explicit_state: call ``model(x_t, state) -> (out, state)``.
         nonfinite: ``"raise"`` on a NaN/Inf loss (default) or ``"skip"`` the update
             with a warning; parameters and FPTT state are never corrupted.
+
+    Bad input raises ``TypeError`` (a wrong type or dtype: float class labels, labels in a
+    Python list) or ``ValueError`` (a wrong shape or value: a class index out of range, a
+    model output that does not match ``num_classes`` or the target), saying what was
+    expected and what was given; settings are checked when the trainer is built.
 
     Example:
         >>> import torch, fptt_ext
@@ -149,10 +166,30 @@ class SequenceTrainer:
                  loss="classification", num_classes: int | None = None, alpha: float = 0.1, beta: float = 0.5,
                  variant: str = "practical", max_grad_norm: float | None = None, explicit_state: bool = False,
                  nonfinite: str = "raise", loss_options: dict | None = None):
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r}; use one of {METHODS}")
+        if nonfinite not in NONFINITE:  # checked here too: only FPTT would check it otherwise
+            raise ValueError(f"nonfinite must be one of {NONFINITE}, got {nonfinite!r}")
+        _check_count("K", K, optional=True)
+        _check_count("k", k)
+        if isinstance(loss, str):
+            if loss not in LOSSES:
+                raise ValueError(f"unknown loss {loss!r}; use one of {LOSSES} or a loss module")
+        elif not isinstance(loss, nn.Module):
+            raise TypeError(f"loss must be one of {LOSSES} or a loss module, got {type(loss).__name__}")
+        if loss == "classification":
+            _check_count("num_classes", num_classes)
+            if num_classes < 2:
+                raise ValueError(f"loss='classification' needs num_classes >= 2, got {num_classes}")
+        if max_grad_norm is not None and not max_grad_norm > 0:
+            raise ValueError(f"max_grad_norm must be None or > 0, got {max_grad_norm!r}")
+        if not isinstance(optimizer, (torch.optim.Optimizer, FPTT)):
+            raise TypeError(f"optimizer must be a torch.optim.Optimizer (or an FPTT), got {type(optimizer).__name__}")
         self.model, self.method, self.K, self.k = model, method, K, k
         self.loss_kind, self.num_classes, self.loss_fn = loss, num_classes, None
+        self._losses: dict[int, nn.Module] = {}  # losses given by name, one per sequence length
         self.loss_options = dict(loss_options or {})
         self.explicit_state, self.nonfinite, self.max_grad_norm = explicit_state, nonfinite, max_grad_norm
         if method == "fptt" and not isinstance(optimizer, FPTT):
@@ -175,25 +212,73 @@ class SequenceTrainer:
         self._params = [p for p in model.parameters() if p.requires_grad]
 
     # -- checks ---------------------------------------------------------------------------
-    def _check(self, x: torch.Tensor, y: torch.Tensor | None) -> int:
-        if not isinstance(x, torch.Tensor) or x.dim() < 2:
-            raise ValueError(f"x must be a tensor of shape [T, B, ...], got {getattr(x, 'shape', type(x))}")
+    @staticmethod
+    def _check_input(x: torch.Tensor) -> int:
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"x must be a torch.Tensor of shape [T, B, ...], got {type(x).__name__}")
+        if x.dim() < 2:
+            raise ValueError(f"x must have shape [T, B, ...], got shape {tuple(x.shape)}")
         T = x.shape[0]
         if T == 0:
             raise ValueError("empty sequence: x has T = 0 time steps; expected [T >= 1, B, ...]")
+        if x.shape[1] == 0:
+            raise ValueError(f"empty batch: x has shape {tuple(x.shape)}; expected [T, B >= 1, ...]")
         if not x.is_floating_point():
             raise TypeError(f"x must be floating point (the input current), got {x.dtype}; use x.float()")
-        if y is not None:
-            per_step = getattr(self._loss(T), "per_step_target", False)
-            if per_step and y.shape[0] != T:
-                raise ValueError(f"per-step targets must have shape [T={T}, B, ...], got {tuple(y.shape)}")
-            if y.shape[per_step] != x.shape[1]:
-                raise ValueError(f"batch size mismatch: x has B={x.shape[1]}, targets {tuple(y.shape)}")
         return T
 
+    def _check_targets(self, y, T: int, B: int) -> torch.Tensor:
+        """``y`` checked against the loss (and class labels made ``torch.long``)."""
+        if not isinstance(y, torch.Tensor):
+            hint = "; convert it with torch.tensor(y)" if isinstance(y, (list, tuple)) else ""
+            raise TypeError(f"targets y must be a torch.Tensor, got {type(y).__name__}{hint}")
+        loss = self._loss(T)
+        per_step = getattr(loss, "per_step_target", False)
+        if per_step and (y.dim() < 2 or y.shape[0] != T):
+            raise ValueError(f"per-step targets must have shape [T={T}, B={B}, ...], got {tuple(y.shape)}")
+        if y.dim() <= per_step or y.shape[per_step] != B:
+            expected = f"[T={T}, B={B}, ...]" if per_step else f"[B={B}, ...]"
+            raise ValueError(f"batch size mismatch: x has B={B}, so targets must have shape {expected}, "
+                             f"got {tuple(y.shape)}")
+        if isinstance(loss, ClassificationLoss):
+            if y.dim() != 1:
+                raise ValueError(f"loss='classification' takes one class label per sequence, shape [B={B}], "
+                                 f"got shape {tuple(y.shape)}")
+            return check_class_labels(y, loss.num_classes)
+        if isinstance(loss, RegressionEndLoss) and not y.is_floating_point():
+            raise TypeError(f"regression targets must be floating point, got dtype {y.dtype}; use y.float()")
+        if isinstance(loss, PerStepLoss) and loss.fn is None and not y.is_floating_point():
+            return check_class_labels(y, self.num_classes)  # cross-entropy at every step
+        return y
+
+    def _check_outputs(self, out: torch.Tensor, y: torch.Tensor) -> None:
+        """The model's outputs ``[L, B, ...]`` of the first window against the loss: torch's own
+        errors for these mismatches name neither the model nor the setting to change."""
+        loss, shape = self.loss_fn, tuple(out.shape[1:])
+        if isinstance(loss, ClassificationLoss):
+            if len(shape) != 2 or shape[1] != loss.num_classes:
+                raise ValueError(f"num_classes={loss.num_classes} does not match the model's output: it gives "
+                                 f"shape {shape} per step, expected [B, {loss.num_classes}] class scores")
+        elif isinstance(loss, RegressionEndLoss) and out[0].numel() != y.numel():
+            raise ValueError(f"the regression target has shape {tuple(y.shape)}, but the model's output at each "
+                             f"step has shape {shape}; expected one target value per output value")
+        elif isinstance(loss, PerStepLoss) and loss.fn is None:
+            if y.is_floating_point() and out[0].numel() != y[0].numel():
+                raise ValueError(f"per-step targets of shape {tuple(y.shape[1:])} per step do not fit the model's "
+                                 f"output of shape {shape} per step")
+            if not y.is_floating_point():
+                if len(shape) < 2 or tuple(y.shape[1:]) != shape[:1] + shape[2:]:
+                    raise ValueError(f"per-step class labels of shape {tuple(y.shape[1:])} per step do not fit the "
+                                     f"model's output of shape {shape} per step (class scores on dim 1)")
+                check_class_labels(y, shape[1])
+
     def _loss(self, T: int) -> nn.Module:
-        if self.loss_fn is None or (getattr(self.loss_fn, "T", T) != T and isinstance(self.loss_kind, str)):
-            self.loss_fn = make_loss(self.loss_kind, T, self.num_classes, **self.loss_options)
+        if not isinstance(self.loss_kind, str):
+            self.loss_fn = self.loss_kind
+        else:
+            if T not in self._losses:
+                self._losses[T] = make_loss(self.loss_kind, T, self.num_classes, **self.loss_options)
+            self.loss_fn = self._losses[T]
         return self.loss_fn
 
     # -- stepping -------------------------------------------------------------------------
@@ -212,8 +297,8 @@ class SequenceTrainer:
 
     def train_batch(self, x: torch.Tensor, y: torch.Tensor) -> BatchResult:
         """Reset the state, run the whole sequence with one update per window."""
-        T = self._check(x, y)
-        self._loss(T)
+        T = self._check_input(x)
+        y = self._check_targets(y, T, x.shape[1])
         self.model.train()
         self.states.reset()
         state = None
@@ -227,6 +312,8 @@ class SequenceTrainer:
             if exact:
                 snapshot, rng = (self.states.get(), state), torch.get_rng_state()
             out, new_state = self._run(x[start:end], state)
+            if start == 0:
+                self._check_outputs(out, y)
             loss = self._window_loss(out, y, start, end)
             if not torch.isfinite(loss):
                 skipped += self._nonfinite(f"loss at step {end}")
@@ -306,21 +393,30 @@ class SequenceTrainer:
     @torch.no_grad()
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         """Per-step outputs ``[T, B, ...]`` in eval mode, without building any graph."""
-        self._check(x, None)
+        self._check_input(x)
         self.model.eval()
         self.states.reset()
         out, _ = self._run(x, None)
         return out
 
     def state_dict(self) -> dict:
+        """The optimizer's state and the loss's (``loss``: the last sequence length's;
+        ``losses``: every length's, for losses given by name)."""
         sd = {"optimizer": self.optimizer.state_dict()}
         if self.loss_fn is not None:
             sd["loss"] = self.loss_fn.state_dict()
+        if self._losses:
+            sd["losses"] = {T: fn.state_dict() for T, fn in self._losses.items()}
         return sd
 
     def load_state_dict(self, sd: dict, T: int | None = None) -> None:
+        """Load :meth:`state_dict`; ``T`` is the length ``sd["loss"]`` belongs to (read off the
+        classification loss's ``Q`` when not given)."""
         self.optimizer.load_state_dict(sd["optimizer"])
+        for length, loss_sd in sd.get("losses", {}).items():
+            self._loss(int(length)).load_state_dict(loss_sd)
         if "loss" in sd:
-            if T is None:
-                T = next(iter(sd["loss"].values())).shape[0] if sd["loss"] else 1
-            self._loss(T).load_state_dict(sd["loss"])
+            if T is None and sd["loss"]:
+                T = next(iter(sd["loss"].values())).shape[0]
+            if T is not None or not isinstance(self.loss_kind, str):
+                self._loss(T).load_state_dict(sd["loss"])

@@ -1,4 +1,4 @@
-"""Per-step losses for online training (SPEC section 2, "Losses").
+"""Per-step losses for online training (the equations: docs/concepts/fptt.md, "The losses").
 
 * :class:`ClassificationLoss` - the target is known only at the end:
   ``l_t = beta_t CE(y_hat_t, y) + (1 - beta_t) l_div,t`` with ``beta_t = t / T``
@@ -27,9 +27,44 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["DIVERGENCES", "ClassificationLoss", "PerStepLoss", "RegressionEndLoss", "make_loss"]
+__all__ = ["DIVERGENCES", "LOSSES", "ClassificationLoss", "PerStepLoss", "RegressionEndLoss", "check_class_labels",
+           "make_loss"]
 
 DIVERGENCES = ("running", "uniform", "none")
+LOSSES = ("classification", "per_step", "regression_end")  # the losses make_loss builds by name
+
+
+def check_class_labels(y: torch.Tensor, num_classes: int | None = None) -> torch.Tensor:
+    """``y`` as ``torch.long`` class indices, after checking they are integers in ``[0, num_classes)``.
+
+    Raises ``TypeError`` for labels that are not integers and ``ValueError`` for an index out of
+    range, each saying what was expected and what was given. One reduction over ``y``: call it
+    once per batch, not per step.
+
+    Example:
+        >>> check_class_labels(torch.tensor([0, 2], dtype=torch.int32), 3)
+        tensor([0, 2])
+        >>> try:
+        ...     check_class_labels(torch.tensor([0, 3]), 3)
+        ... except ValueError as err:
+        ...     print(err)
+        class labels must be in [0, num_classes=3), got values from 0 to 3
+        >>> try:
+        ...     check_class_labels(torch.tensor([0.0, 1.0]), 3)
+        ... except TypeError as err:
+        ...     print(err)
+        class labels must be integers (torch.long), got dtype torch.float32; convert whole-number labels with y.long()
+    """
+    if not isinstance(y, torch.Tensor):
+        raise TypeError(f"class labels must be a torch.Tensor of integers, got {type(y).__name__}")
+    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+        raise TypeError(f"class labels must be integers (torch.long), got dtype {y.dtype}; "
+                        "convert whole-number labels with y.long()")
+    if num_classes is not None and y.numel():
+        lo, hi = y.min().item(), y.max().item()
+        if lo < 0 or hi >= num_classes:
+            raise ValueError(f"class labels must be in [0, num_classes={num_classes}), got values from {lo} to {hi}")
+    return y.long()
 
 
 class ClassificationLoss(nn.Module):
@@ -41,7 +76,7 @@ class ClassificationLoss(nn.Module):
         num_classes, T: the classes and the sequence length.
         momentum: of the running estimate of ``Q_t(. | y)``.
         divergence: ``"running"`` (``Q_t(. | y)`` a running average of the model's predicted
-            distribution for class y at step t, uniform at start; SPEC section 2),
+            distribution for class y at step t, uniform at start; docs/concepts/fptt.md),
             ``"uniform"`` (``Q`` fixed uniform: the authors' image scripts for their first
             20 epochs) or ``"none"`` (plain ``(t/T) CE``).
         divergence_weight: ``w_div``. The authors' scripts average ``-Q log P`` over the
@@ -76,6 +111,12 @@ class ClassificationLoss(nn.Module):
         self.register_buffer("Q", torch.full((T, num_classes, num_classes), 1.0 / num_classes))
 
     def forward(self, logits: torch.Tensor, y: torch.Tensor, t: int) -> torch.Tensor:
+        if logits.dim() != 2 or logits.shape[-1] != self.num_classes:
+            raise ValueError(f"ClassificationLoss(num_classes={self.num_classes}) needs class scores of shape "
+                             f"[B, {self.num_classes}], got shape {tuple(logits.shape)}; the model's output size "
+                             "and num_classes must agree")
+        if y.is_floating_point():
+            raise TypeError(f"class labels must be integers (torch.long), got dtype {y.dtype}")
         beta_t = t / self.T
         logp = F.log_softmax(logits, dim=-1)
         ce = F.nll_loss(logp, y)
@@ -121,7 +162,10 @@ class PerStepLoss(nn.Module):
     def forward(self, out: torch.Tensor, y_t: torch.Tensor, t: int) -> torch.Tensor:
         if self.fn is not None:
             return self.fn(out, y_t)
-        return F.cross_entropy(out, y_t) if not y_t.is_floating_point() else F.mse_loss(out, y_t)
+        if not y_t.is_floating_point():
+            return F.cross_entropy(out, y_t)
+        # mse_loss would broadcast [B, 1] against [B] into [B, B]: a silently wrong loss
+        return F.mse_loss(_as_target_shape(out, y_t, "per-step target"), y_t)
 
     def update(self, out, y, t):
         pass
@@ -130,7 +174,7 @@ class PerStepLoss(nn.Module):
 class RegressionEndLoss(nn.Module):
     """MSE against a target known at the end, weighted by how far the sequence has run.
 
-    ``weighting="time"`` (default, SPEC section 2): ``l_t = (t / T) MSE(y_hat_t, y)``.
+    ``weighting="time"`` (default; docs/concepts/fptt.md): ``l_t = (t / T) MSE(y_hat_t, y)``.
     ``weighting="window"`` with ``K`` equal windows: ``l_t = (p + 1/K) MSE``, ``p``
     the 0-based index of the window ending at ``t`` - the weight of the authors'
     released Add-task script (``(p + 1/PARTS) * loss``), which grows 10x faster than
@@ -162,10 +206,20 @@ class RegressionEndLoss(nn.Module):
         return (math.ceil(t * self.K / self.T) - 1) + 1 / self.K
 
     def forward(self, out: torch.Tensor, y: torch.Tensor, t: int) -> torch.Tensor:
-        return self.weight(t) * F.mse_loss(out.reshape(y.shape), y)
+        return self.weight(t) * F.mse_loss(_as_target_shape(out, y, "regression target"), y)
 
     def update(self, out, y, t):
         pass
+
+
+def _as_target_shape(out: torch.Tensor, y: torch.Tensor, what: str) -> torch.Tensor:
+    """``out`` reshaped to ``y``'s shape ([B, 1] outputs for [B] targets), or a ValueError."""
+    if out.shape == y.shape:
+        return out
+    if out.numel() != y.numel():
+        raise ValueError(f"the model's output at a step has shape {tuple(out.shape)}, which does not fit the {what} "
+                         f"of shape {tuple(y.shape)}; expected one target value per output value")
+    return out.reshape(y.shape)
 
 
 def make_loss(kind: str | nn.Module, T: int, num_classes: int | None = None, **options) -> nn.Module:
@@ -187,4 +241,4 @@ def make_loss(kind: str | nn.Module, T: int, num_classes: int | None = None, **o
         return PerStepLoss(**options)
     if kind == "regression_end":
         return RegressionEndLoss(T, **options)
-    raise ValueError(f"unknown loss {kind!r}; use 'classification', 'per_step', 'regression_end' or a module")
+    raise ValueError(f"unknown loss {kind!r}; use one of {LOSSES} or a loss module")
