@@ -270,7 +270,7 @@ def test_divergence_is_recorded(tmp_path, monkeypatch):
 
 # ------------------------------------------------------------------------------ CLI and plot
 @pytest.mark.parametrize("argv,message", [
-    (["addtask", "--T", "1"], "T >= 2"),
+    (["addtask", "--T", "1"], "argument --T: expected an integer >= 2, got 1"),
     (["addtask", "--model", "gru"], "invalid choice: 'gru'"),
     (["addtask", "--T", "10", "--K", "20"], "1 <= K <= T"),
     (["addtask", "--iterations", "0"], ">= 1"),
@@ -286,7 +286,7 @@ def test_python_m_fptt_ext_bad_input():
     proc = subprocess.run([sys.executable, "-m", "fptt_ext", "addtask", "--T", "1"], cwd=ROOT,
                           capture_output=True, text=True, timeout=120, check=False,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
-    assert proc.returncode == 2 and "T >= 2" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.returncode == 2 and "--T: expected an integer >= 2" in proc.stderr and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
 
 

@@ -160,6 +160,10 @@ def test_eval_mismatched_weights(reference, tmp_path, capsys, change):
 
 def test_eval_missing_or_broken_run(tmp_path, reference, capsys):
     assert main(["eval", str(tmp_path / "nowhere")]) == 2
+    line = _one_line_error(capsys.readouterr().err)
+    assert "is neither a zoo model nor a run directory" in line and "ostl_rmnist, " in line  # lists the zoo
+    (tmp_path / "empty").mkdir()
+    assert main(["eval", str(tmp_path / "empty")]) == 2
     assert "config.json is missing" in _one_line_error(capsys.readouterr().err)
     run = _copy_run(reference[0], tmp_path / "run")
     (run / "model.safetensors").write_bytes(b"garbage")
@@ -170,8 +174,8 @@ def test_eval_missing_or_broken_run(tmp_path, reference, capsys):
 # ------------------------------------------------------------------------- train: bad input
 @pytest.mark.parametrize("extra, message", [
     (["--dataset", "cifar10"], "invalid choice: 'cifar10'"),
-    (["--T", "0"], "T must be a positive integer"),
-    (["--T", "-4"], "T must be a positive integer"),
+    (["--T", "0"], "argument --T: expected an integer >= 1, got 0"),
+    (["--T", "-4"], "argument --T: expected an integer >= 1, got -4"),
     (["--batch-size", "0"], "--batch-size: expected an integer >= 1"),
     (["--hidden", "0"], "expected an integer >= 1"),
     (["--method", "rtrl"], "unknown method 'rtrl'"),

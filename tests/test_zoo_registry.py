@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import re
 
 import pytest
 import torch
@@ -44,6 +45,19 @@ def test_pretrained_round_trip(zoo):
     assert model_card("srnn_addtask")["test_accuracy"] == 50.0
 
 
+def test_pretrained_builds_the_model_with_the_cards_neuron(zoo):
+    torch.manual_seed(0)
+    src = create_model("srnn_addtask", neuron="alif", hidden=8)
+    publish(zoo, "srnn_addtask", src.state_dict())
+    card = json.loads((zoo / "srnn_addtask.json").read_text())
+    (zoo / "srnn_addtask.json").write_text(json.dumps({**card, "model_kwargs": {"neuron": "alif", "hidden": 8}}))
+    loaded = create_model("srnn_addtask", pretrained=True)  # no neuron= given: the card's
+    assert type(loaded.rnn.neuron).__name__ == "ALIF"
+    assert all(torch.equal(a, b) for a, b in zip(src.state_dict().values(), loaded.state_dict().values()))
+    with pytest.raises(CheckpointError, match="does not match"):  # one given explicitly wins, and must fit
+        create_model("srnn_addtask", pretrained=True, neuron="ltc")
+
+
 def test_no_checkpoint_says_how_to_train_one(zoo):
     with pytest.raises(CheckpointError, match="fptt-ext addtask"):
         create_model("srnn_addtask", pretrained=True)
@@ -75,7 +89,13 @@ def test_unknown_model():
 
 def test_cli_zoo(capsys):
     assert main(["zoo", "list"]) == 0
-    assert "ostl_rmnist" in capsys.readouterr().out
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == list_models()
+    # every column starts at the same place on every line, however long the names are
+    starts = {tuple(m.start() for m in re.finditer(r"(?:^|(?<=  ))\S", line)) for line in lines}
+    assert len(starts) == 1 and len(next(iter(starts))) == 4, starts
+    assert main(["zoo", "list", "nothing*"]) == 2
+    assert "no zoo model matches 'nothing*'" in capsys.readouterr().err
     assert main(["zoo", "show", "ostl_rmnist"]) == 0
     assert json.loads(capsys.readouterr().out)["dataset"] == "fashion-mnist"
     assert main(["zoo", "show", "nope"]) == 2

@@ -60,14 +60,28 @@ def register_command(name: str, help: str, add_arguments, run) -> None:
     COMMANDS[name] = (help, add_arguments, run)
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
-    return value
+def _int_at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse ``type=``: an integer >= ``minimum``; argparse names the option in its message.
+
+    >>> _int_at_least(2)("5")
+    5
+    >>> main(["addtask", "--T", "1"])               # prints: ... argument --T: expected an integer >= 2, got 1
+    2
+    """
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+_positive_int = _int_at_least(1)
 
 
 def _clip(text: str) -> float | None:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-from . import _clip, _positive_int, _set_threads, register_command
+from . import _clip, _int_at_least, _positive_int, _set_threads, register_command
 
 
 def _addtask_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--T", type=int, default=1000, help="sequence length (>= 2; default 1000)")
+    p.add_argument("--T", type=_int_at_least(2), default=1000, help="sequence length (>= 2; default 1000)")
     p.add_argument("--method", choices=("fptt", "bptt", "tbptt"), default="fptt")
     p.add_argument("--model", choices=("ltc", "ltc-minus", "alif", "lstm"), default="ltc",
                    help="ltc-minus: the LTC-SN with a constant adaptation decay (liquid_adp=False)")
@@ -31,7 +31,7 @@ def _addtask_arguments(p: argparse.ArgumentParser) -> None:
                    help="Linear(hidden, 1) on the membrane potential (default, the authors') or on the spikes")
     p.add_argument("--threshold", type=float, default=None,
                    help="baseline threshold b0 (default: 0.5 for ltc, the authors' Add-task neuron; 0.1 for "
-                        "ltc-minus and alif, the SPEC's)")
+                        "ltc-minus and alif, the LTC-SN of docs/concepts/ltc.md)")
     p.add_argument("--beta-a", type=float, default=None,
                    help="adaptation strength (default: 0 for ltc, the authors' Add-task neuron has no adaptation; "
                         "1.8 for ltc-minus and alif)")

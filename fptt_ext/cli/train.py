@@ -16,7 +16,8 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="ostl_rmnist", help="zoo classifier (default ostl_rmnist; see `fptt-ext zoo list`)")
     p.add_argument("--dataset", choices=sorted(DATASETS), default=None, help="default: the model card's")
     p.add_argument("--encoding", choices=sorted(ENCODINGS), default=None, help="default: the model card's")
-    p.add_argument("--T", type=int, default=None, help="time steps per image (default: the card's, 20 for images)")
+    p.add_argument("--T", type=_positive_int, default=None,
+                   help="time steps per image (default: the card's, 20 for images)")
     p.add_argument("--method", default="fptt", help="fptt, bptt or tbptt-k (e.g. tbptt-1); default fptt")
     p.add_argument("--K", type=_positive_int, default=None,
                    help="FPTT windows: one update per window of T/K steps (default: the card's recipe)")
@@ -92,13 +93,22 @@ def _eval_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _eval_run(args: argparse.Namespace) -> int:
+    import difflib
+    from pathlib import Path
+
     from ..experiments.classify import evaluate_run
     from ..zoo import evaluate, list_models
 
-    if args.target in list_models():
+    models = list_models()
+    if args.target in models:
         r = evaluate(args.target, pretrained=True, limit=args.limit)
-    else:
+    elif Path(args.target).is_dir():
         r = evaluate_run(args.target, limit=args.limit)
+    else:
+        close = difflib.get_close_matches(args.target, models, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise ValueError(f"{args.target!r} is neither a zoo model nor a run directory; {hint}zoo models: "
+                         f"{', '.join(models)}; a run directory is what `fptt-ext train --out DIR` writes")
     if "test_mse" in r:
         print(f"test MSE: {r['test_mse']:.4f} on {r['n']} sequences")
     else:

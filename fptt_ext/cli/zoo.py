@@ -21,10 +21,13 @@ def _zoo_run(args: argparse.Namespace) -> int:
     from ..zoo import list_models, model_card
 
     if args.action == "list":
-        for name in list_models(args.name or "*"):
-            card = model_card(name)
-            weights = "checkpoint" if card.get("checkpoint") else "no checkpoint"
-            print(f"{name:16} {card['dataset']:14} T={card['T']!s:5} {weights}")
+        rows = [(name, card["dataset"], f"T={card['T']}", "checkpoint" if card.get("checkpoint") else "no checkpoint")
+                for name, card in ((n, model_card(n)) for n in list_models(args.name or "*"))]
+        if not rows:
+            raise ValueError(f"no zoo model matches {args.name!r}; `fptt-ext zoo list` lists them all")
+        widths = [max(len(row[i]) for row in rows) for i in range(3)]
+        for row in rows:  # columns as wide as their longest entry, two spaces apart
+            print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[3])
         return 0
     if args.name is None:
         raise ValueError(f"zoo {args.action} needs a model name; see `fptt-ext zoo list`")

@@ -225,6 +225,8 @@ class SequenceTrainer:
             raise ValueError(f"empty batch: x has shape {tuple(x.shape)}; expected [T, B >= 1, ...]")
         if not x.is_floating_point():
             raise TypeError(f"x must be floating point (the input current), got {x.dtype}; use x.float()")
+        if not all_finite([x]):  # bad data, reported as such rather than at some layer inside the model
+            raise ValueError(f"x holds NaN or Inf values (shape {tuple(x.shape)}); check the input data")
         return T
 
     def _check_targets(self, y, T: int, B: int) -> torch.Tensor:

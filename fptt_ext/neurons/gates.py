@@ -25,7 +25,7 @@ import math
 import torch
 from torch import nn
 
-__all__ = ["ConstantGate", "ConvGate", "DenseGate", "GatedNeuron", "logit"]
+__all__ = ["ConstantGate", "ConvGate", "DenseGate", "GatedNeuron", "is_all_finite", "logit"]
 
 
 def logit(p: float) -> float:
@@ -105,6 +105,8 @@ class ConstantGate(nn.Module):
 # Initial decays of constant gates: tau_m = 20 and tau_adp = 200 steps, the
 # ASRNN initialisation of Yin et al. (2021).
 DEFAULT_DECAY = {"gate_m": math.exp(-1 / 20), "gate_adp": math.exp(-1 / 200)}
+# The constructor argument that sets each gate's initial decay, for messages.
+DECAY_ARGUMENT = {"gate_m": "beta (the initial membrane decay)", "gate_adp": "adaptation_decay (the initial rho)"}
 
 
 class GatedNeuron:
@@ -126,6 +128,11 @@ class GatedNeuron:
     def _setup_gates(self, size, conv, liquid: dict, decays: dict, trainable: dict) -> None:
         if size is not None and (not isinstance(size, int) or size <= 0):
             raise ValueError(f"size must be a positive int (number of neurons or channels), got {size!r}")
+        for name, decay in decays.items():
+            # checked here, as given: the membrane gate is set from 1 - beta, which a message would show instead
+            if decay is not None and not (isinstance(decay, (int, float)) and 0.0 < decay < 1.0):
+                raise ValueError(f"{type(self).__name__}: {DECAY_ARGUMENT[name]} must be a number strictly between "
+                                 f"0 and 1 (or None), got {decay!r}")
         if conv is not None and size is None:
             raise ValueError("conv= needs size= too; leave both unset to infer them from the first input")
         self._gate_cfg = {"liquid": liquid, "decays": decays, "trainable": trainable}
@@ -171,6 +178,8 @@ class GatedNeuron:
                 f"got shape {tuple(x.shape)}"
             )
         conv = x.dim() == 4
+        if x.shape[1] == 0:
+            raise ValueError(f"{who} expects at least one neuron (or channel) on dim 1, got shape {tuple(x.shape)}")
         if self.size is None:
             self._build_gates(x.shape[1], conv, {"dtype": x.dtype, "device": x.device})
         elif x.shape[1] != self.size or conv != self.conv:
@@ -179,11 +188,41 @@ class GatedNeuron:
                 f"{who} was built for input of shape {expected} (from its size or first call), "
                 f"got shape {tuple(x.shape)}; use one neuron module per layer"
             )
-        # detached: the check must not add autograd nodes (isfinite's abs() recorded one per
-        # call, saving the input for a backward that never comes).
-        values = (x if values is None else values).detach()
-        # A finite sum proves every entry finite (NaN/Inf propagate) in one cheap reduction;
-        # only a non-finite sum (NaN/Inf, or an overflow of huge finite values) needs the
-        # elementwise check. isfinite().all() on every call cost ~2.5% of an R-MNIST FPTT step.
-        if not torch.isfinite(values.sum()) and not torch.isfinite(values).all():
+        dtype = next(self.gate_m.parameters()).dtype
+        # under autocast the gates cast their input themselves; otherwise torch's own error
+        # ("mat1 and mat2 must have the same dtype") would name neither the module nor the fix
+        if x.dtype != dtype and not torch.is_autocast_enabled(x.device.type):
+            raise TypeError(f"{who} has {dtype} gates, got a {x.dtype} input current; convert the input "
+                            f"(x.to({dtype})) or the network (net.to({x.dtype}))")
+        values = x if values is None else values
+        if not is_all_finite(values):
             raise ValueError(f"{who} received a non-finite (NaN or Inf) input current of shape {tuple(values.shape)}")
+
+    def _check_sequence(self, x_seq) -> None:
+        """Validate a multi-step input ``[T, B, N]`` or ``[T, B, C, H, W]`` (SpikingJelly's ``"m"``)."""
+        who = type(self).__name__
+        if not isinstance(x_seq, torch.Tensor):
+            raise TypeError(f"{who} expects a torch.Tensor input current, got {type(x_seq).__name__}")
+        if x_seq.dim() not in (3, 5) or x_seq.shape[0] == 0:
+            hint = "; for one step [batch, ...] use step_mode='s'" if x_seq.dim() in (2, 4) else ""
+            raise ValueError(f"{who} in multi-step mode expects input of shape (T, batch, neurons) or "
+                             f"(T, batch, channels, height, width) with T >= 1, got shape {tuple(x_seq.shape)}{hint}")
+        self._check_input(x_seq[0], x_seq)
+
+
+def is_all_finite(values: torch.Tensor) -> bool:
+    """True if ``values`` holds no NaN/Inf; cheap when it does not (the usual case).
+
+    Example:
+        >>> is_all_finite(torch.ones(3)), is_all_finite(torch.tensor([1.0, float("inf")]))
+        (True, False)
+        >>> is_all_finite(torch.full((2,), 3e38))            # the sum overflows, the values are finite
+        True
+    """
+    # detached: the check must not add autograd nodes (isfinite's abs() recorded one per
+    # call, saving the input for a backward that never comes).
+    values = values.detach()
+    # A finite sum proves every entry finite (NaN/Inf propagate) in one cheap reduction;
+    # only a non-finite sum (NaN/Inf, or an overflow of huge finite values) needs the
+    # elementwise check. isfinite().all() on every call cost ~2.5% of an R-MNIST FPTT step.
+    return bool(torch.isfinite(values.sum())) or bool(torch.isfinite(values).all())

@@ -80,9 +80,11 @@ class _AdaptiveNode(GatedNeuron, BaseNode):
         )
 
     def materialize_states(self, inputs, states, step_mode):
-        x = inputs[0][0] if step_mode == "m" else inputs[0]
-        self._check_input(x, inputs[0])
-        return _materialize(states, x)
+        if step_mode == "m":
+            self._check_sequence(inputs[0])
+        else:
+            self._check_input(inputs[0])
+        return _materialize(states, inputs[0][0] if step_mode == "m" else inputs[0])
 
     def single_step_functional_forward(self, inputs, states, **kwargs):
         (x,), (v, b, s) = inputs, states
@@ -154,9 +156,11 @@ class LINode(GatedNeuron, base.MemoryModule):
                           trainable={"gate_m": learn_beta})
 
     def materialize_states(self, inputs, states, step_mode):
-        x = inputs[0][0] if step_mode == "m" else inputs[0]
-        self._check_input(x, inputs[0])
-        return _materialize(states, x)
+        if step_mode == "m":
+            self._check_sequence(inputs[0])
+        else:
+            self._check_input(inputs[0])
+        return _materialize(states, inputs[0][0] if step_mode == "m" else inputs[0])
 
     def single_step_functional_forward(self, inputs, states, **kwargs):
         v = li_step(inputs[0], states[0], self.gate_m)

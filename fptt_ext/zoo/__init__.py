@@ -16,7 +16,9 @@ from .registry import (
                        model_card,
                        model_constructor,
                        register_model,
+                       zoo_dir,
 )
 
 __all__ = ["CheckpointError", "SpikingNet", "accuracy", "addtask_mse", "architecture", "create_model", "evaluate", "list_models",
-           "load_pretrained", "loader_accuracy", "model_card", "model_constructor", "register_model"]
+           "load_pretrained", "loader_accuracy", "model_card", "model_constructor", "register_model",
+           "zoo_dir"]

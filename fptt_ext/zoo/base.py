@@ -7,7 +7,7 @@
   whichever backend built its layers.
 * :func:`make_neuron` - one spiking layer of the chosen kind for the chosen backend.
 * :func:`architecture` - the papers' notation (``ConvK3C32S1P1-MPK2S2-...-10I``) read
-  off the built modules, so tests compare the real layers with the SPEC's lists.
+  off the built modules, so tests compare the real layers with the papers' (docs/zoo.md, "The networks").
 
 Example:
     >>> import torch
@@ -33,6 +33,7 @@ from spikingjelly.activation_based import neuron as sj_neuron
 from torch import nn
 
 from ..neurons import spikingjelly as sj_nodes
+from ..neurons.gates import is_all_finite
 from ..neurons.snntorch import ALIF, LI, LTC
 from ..neurons.surrogate import MultiGaussian
 
@@ -208,6 +209,10 @@ class SpikingNet(base.StepModule, nn.Module):
                 self.input_shape or ()) else ""
             raise ValueError(f"{type(self).__name__} in step_mode={self.step_mode!r} expects input {what}, "
                              f"got shape {tuple(x.shape)}{hint}")
+        # here, so that bad data is reported as the model's input, not as some layer's input current
+        if not is_all_finite(x):
+            raise ValueError(f"{type(self).__name__} received a non-finite (NaN or Inf) input of shape "
+                             f"{tuple(x.shape)}; check the data fed to the model")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input(x)

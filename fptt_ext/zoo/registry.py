@@ -28,6 +28,7 @@ from pathlib import Path
 from torch import nn
 
 __all__ = [
+    "PACKAGED_ZOO",
     "CheckpointError",
     "create_model",
     "list_models",
@@ -58,14 +59,25 @@ class CheckpointError(ValueError):
     """
 
 
+#: Where an installed package (a wheel) keeps the published checkpoints and cards: the
+#: repository's ``zoo/`` folder ships as package data under this name (pyproject.toml).
+PACKAGED_ZOO = Path(__file__).resolve().parent / "checkpoints"
+
+
 def zoo_dir() -> Path:
-    """Where checkpoints and cards live: ``FPTT_EXT_ZOO`` or the repository's ``zoo/`` folder.
+    """Where checkpoints and cards live, in order: the ``FPTT_EXT_ZOO`` environment variable,
+    the copy inside an installed package (:data:`PACKAGED_ZOO`), the repository's ``zoo/`` folder
+    (a source checkout or an editable install).
 
     Example:
-        >>> zoo_dir().name
-        'zoo'
+        >>> zoo_dir().name in ("zoo", "checkpoints")
+        True
     """
-    return Path(os.environ.get("FPTT_EXT_ZOO", Path(__file__).resolve().parents[2] / "zoo"))
+    if os.environ.get("FPTT_EXT_ZOO"):
+        return Path(os.environ["FPTT_EXT_ZOO"])
+    if PACKAGED_ZOO.is_dir():
+        return PACKAGED_ZOO
+    return Path(__file__).resolve().parents[2] / "zoo"
 
 
 def register_model(name: str, **card):
@@ -96,8 +108,8 @@ def list_models(pattern: str = "*") -> list[str]:
     """Registered model names matching a shell-style ``pattern``.
 
     Example:
-        >>> list_models("ostl_*")
-        ['ostl_rmnist']
+        >>> list_models("srnn_*mnist")
+        ['srnn_psmnist', 'srnn_smnist']
     """
     return sorted(n for n in _REGISTRY if fnmatch.fnmatch(n, pattern))
 
@@ -134,10 +146,11 @@ def model_card(name: str) -> dict:
     return card
 
 
-def create_model(name: str, pretrained: bool = False, neuron: str = "ltc", **kwargs) -> nn.Module:
+def create_model(name: str, pretrained: bool = False, neuron: str | None = None, **kwargs) -> nn.Module:
     """Build ``name`` with the spiking ``neuron`` (``ltc``, ``ltc-minus``, ``alif``, ``leaky``,
-    ``plif``); ``pretrained=True`` loads its published checkpoint (offline, hash checked),
-    building the model with the checkpoint's constructor arguments unless overridden.
+    ``plif``; default ``ltc``); ``pretrained=True`` loads its published checkpoint (offline,
+    hash checked), building the model with the checkpoint's constructor arguments (the card's
+    ``model_kwargs``, its ``neuron`` included) unless given here.
 
     Example:
         >>> import torch
@@ -148,8 +161,9 @@ def create_model(name: str, pretrained: bool = False, neuron: str = "ltc", **kwa
     fn, _ = _entry(name)
     if pretrained:
         kwargs = {**(model_card(name).get("model_kwargs") or {}), **kwargs}
+        neuron = neuron or kwargs.pop("neuron", None)
         kwargs.pop("neuron", None)
-    model = fn(neuron=neuron, **kwargs)
+    model = fn(neuron=neuron or "ltc", **kwargs)
     if pretrained:
         load_pretrained(model, name)
     model.zoo_card = model_card(name)  # like timm's pretrained_cfg: what evaluate() reads
