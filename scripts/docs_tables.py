@@ -73,9 +73,9 @@ def addtask_table(files: list[str]) -> str:
 
 
 def classify_table(files: list[str], link_prefix: str = "results/") -> str:
-    rows = [("| run (file) | method | recipe | test accuracy after each epoch (%) | test images | "
+    rows = [("| run (file) | neuron | method | recipe | test accuracy after each epoch (%) | test images | "
             "training time |"),
-            "|---|---|---|---|---|---|"]
+            "|---|---|---|---|---|---|---|"]
     for rel in files:
         s = load(rel)
         method = "BPTT" if s["method"] == "bptt" else (
@@ -88,8 +88,10 @@ def classify_table(files: list[str], link_prefix: str = "results/") -> str:
                 recipe += ", W <- W_bar at epoch end"
         accs = " / ".join(f"{a:.2f}" for a in s["test_acc_per_epoch"])
         minutes = (s["seconds_data"] + s["seconds_compute"]) / 60
-        rows.append(f"| [{Path(rel).stem}]({link_prefix}{rel}) | {method} | {recipe} | {accs} | {s['test_n']} | "
-                    f"{minutes:.1f} min |")
+        neuron = {"ltc": "LTC-SN", "ltc-minus": "LTC-SN, constant adaptation decay", "alif": "ALIF",
+                  "leaky": "snnTorch Leaky", "plif": "SpikingJelly PLIF"}.get(s.get("neuron"), s.get("neuron"))
+        rows.append(f"| [{Path(rel).stem}]({link_prefix}{rel}) | {neuron} | {method} | {recipe} | {accs} | "
+                    f"{s['test_n']} | {minutes:.1f} min |")
     return "\n".join(rows) + "\n"
 
 

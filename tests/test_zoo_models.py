@@ -17,6 +17,7 @@ SPEC_LAYERS = {
     "scnn_dvscifar10": "ConvK7C64S1P3-MPK2S2-ConvK7C128S1P3-MPK2S2-ConvK3C128S1P1-MPK2S2-ConvK3C256S1P1-MPK2S2-"
                        "ConvK3C256S1P1-MPK2S2-ConvK3C512S1P1-MPK2S2-512D-10I",
     "ostl_rmnist": "256D-256D-10I",  # 784-256-256 LTC (dense), LI 10
+    "ostl_mnist5k": "256D-256D-10I",  # the same net on the 5,000 real MNIST images
     "srnn_smnist": "512R-10I",  # 1 recurrent layer 512, LI 10
     "srnn_psmnist": "512R-10I",
     "srnn_dvsgesture": "[1024,1024]-[512D,512D]-512R-11I",
@@ -24,6 +25,7 @@ SPEC_LAYERS = {
 }
 STEP_SHAPES = {"scnn_mnist": (1, 28, 28), "scnn_fmnist": (1, 28, 28), "scnn_fmnist_narrow": (1, 28, 28),
                "scnn_dvsgesture": (2, 128, 128), "scnn_dvscifar10": (2, 128, 128), "ostl_rmnist": (784,),
+               "ostl_mnist5k": (784,),
                "srnn_smnist": (1,), "srnn_psmnist": (1,), "srnn_dvsgesture": (2, 32, 32), "srnn_addtask": (2,)}
 SEQUENCE_MODELS = [n for n in list_models() if model_card(n)["task"] in ("classification", "regression")]
 
