@@ -169,7 +169,33 @@ def test_reads_run_and_state_is_reset_between_images(T):
     assert all(torch.equal(u, v) for u, v in zip(alone, after_b))
     assert not torch.equal(alone[0], alone[-1])  # the state does carry across the reads of one image
     r = evaluate_detector(net, SyntheticShapes(2, image_size=64, seed=3), T=T, batch_size=2)
-    assert len(r["map50_per_read"]) == T and 0.0 <= r["map50"] <= 1.0
+    assert len(r["map50_per_read"]) == T and r["map50"] == r["map50_per_read"][-1] and r["n"] == 2
+
+
+class _SecondReadDetector(torch.nn.Module):
+    """A stand-in detector (one head, 2x2 grid, one anchor, 2 classes) that sees nothing on its
+    first read of an image and, from the second read on, exactly the box [40, 40, 56, 56] of
+    class 1 (the decode example's logits: centre of cell (1, 1), the anchor's size)."""
+
+    anchors, anchor_masks = torch.tensor([[0.25, 0.25]]), ((0,),)
+
+    def __init__(self):
+        super().__init__()
+        self.unused = torch.nn.Parameter(torch.zeros(()))  # (evaluate_detector reads the device off it)
+        self.reads = 0
+
+    def forward(self, images):
+        self.reads += 1
+        logits = torch.full((images.shape[0], 7, 2, 2), -10.0)
+        if self.reads > 1:
+            logits[:, :4, 1, 1], logits[:, 4, 1, 1], logits[:, 6, 1, 1] = 0.0, 10.0, 10.0
+        return [logits]
+
+
+def test_evaluate_detector_scores_each_read():
+    image = (torch.zeros(3, 64, 64), {"boxes": torch.tensor([[40.0, 40.0, 56.0, 56.0]]), "labels": torch.tensor([1])})
+    r = evaluate_detector(_SecondReadDetector(), [image], T=3, batch_size=1)
+    assert r["map50_per_read"] == [0.0, 1.0, 1.0] and r["map50"] == 1.0 and r["n"] == 1
 
 
 # ------------------------------------------------------------------ data
