@@ -264,14 +264,15 @@ def test_resume_continues_exactly(run_dir, tmp_path):
 def test_cli_detect_on_images_and_video(run_dir, tmp_path, capsys):
     import av  # a declared dependency (video decoding)
     import numpy as np
-    from torchvision.io import write_png
+    from PIL import Image
 
     out, _ = run_dir
     ds = SyntheticShapes(3, image_size=64, seed=9)
+    pixels = lambda img: (img * 255).byte().permute(1, 2, 0).numpy()  # [H, W, C] uint8, as PIL takes it
     grey = tmp_path / "grey.png"
-    write_png((ds[0][0][:1] * 255).byte(), str(grey))  # a grey image is converted to RGB
+    Image.fromarray(pixels(ds[0][0][:1])[..., 0]).save(grey)  # a grey image is converted to RGB
     rgb = tmp_path / "wide.png"
-    write_png((torch.cat([ds[1][0], ds[2][0]], 2) * 255).byte(), str(rgb))  # 64x128: letterboxed
+    Image.fromarray(pixels(torch.cat([ds[1][0], ds[2][0]], 2))).save(rgb)  # 64x128: letterboxed
     assert main(["detect", str(grey), str(rgb), "--run", str(out), "--out", str(tmp_path / "img"), "--conf", "0"]) == 0
     assert (tmp_path / "img" / "grey.png").is_file() and (tmp_path / "img" / "raster.png").is_file()
     video = tmp_path / "clip.mp4"

@@ -9,7 +9,9 @@ the last before the stride-32 head) spiking layer at every read are drawn as a r
 plot, ``raster.png`` (the papers' Fig. 3c).
 
 Videos are decoded with PyAV (``pip install av``): torchvision 0.22+ no longer
-decodes video (``torchvision.io.read_video`` was removed in favour of TorchCodec).
+decodes video (``torchvision.io.read_video`` was removed in favour of TorchCodec). Images are
+read and written with Pillow, as torchvision's own image decoding and encoding
+(``torchvision.io``) are deprecated since torchvision 0.29.
 """
 
 from __future__ import annotations
@@ -17,30 +19,61 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image, UnidentifiedImageError
 
 from ..detection.boxes import head_geometry, letterbox, unletterbox
 from ..detection.decode import decode
 from ..fptt.state import StatefulModules
 from .detect import load_detector
 
-__all__ = ["VIDEO_SUFFIXES", "detect_files", "read_frames"]
+__all__ = ["VIDEO_SUFFIXES", "detect_files", "read_frames", "read_image", "write_png"]
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
+
+
+def read_image(path: str | os.PathLike) -> torch.Tensor:
+    """An image file as a ``uint8 [3, H, W]`` RGB tensor (grey, RGBA and palette images converted).
+
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "grey.png"
+    >>> write_png(torch.full((1, 2, 3), 128, dtype=torch.uint8), path)
+    >>> read_image(path)[:, 0, 0].tolist()
+    [128, 128, 128]
+    """
+    try:
+        with Image.open(path) as img:
+            rgb = np.asarray(img.convert("RGB"))
+    except (UnidentifiedImageError, OSError) as err:
+        raise ValueError(f"{path} is not a readable image ({err})") from err
+    return torch.from_numpy(rgb.copy()).permute(2, 0, 1).contiguous()
+
+
+def write_png(image: torch.Tensor, path: str | os.PathLike) -> None:
+    """Write a ``uint8 [C, H, W]`` tensor (C = 1 grey or 3 RGB) as a PNG file.
+
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "red.png"
+    >>> red = torch.zeros(3, 2, 2, dtype=torch.uint8); red[0] = 255
+    >>> write_png(red, path); torch.equal(read_image(path), red)
+    True
+    """
+    if image.dtype != torch.uint8 or image.dim() != 3 or image.shape[0] not in (1, 3):
+        raise ValueError(f"write_png takes a uint8 [1 or 3, H, W] tensor, got {image.dtype} {tuple(image.shape)}")
+    pixels = image.permute(1, 2, 0).cpu().numpy()
+    Image.fromarray(pixels[..., 0] if image.shape[0] == 1 else pixels).save(path, format="PNG")
 
 
 def read_frames(paths, max_frames: int | None = None):
     """Yield ``(name, uint8 [3, H, W] RGB frame)`` from image files or one video file.
 
     >>> import tempfile
-    >>> from torchvision.io import write_png
     >>> path = Path(tempfile.mkdtemp()) / "grey.png"
-    >>> _ = write_png(torch.full((1, 20, 30), 128, dtype=torch.uint8), str(path))   # a grey image
+    >>> write_png(torch.full((1, 20, 30), 128, dtype=torch.uint8), path)   # a grey image
     >>> [(name, frame.shape, frame.dtype) for name, frame in read_frames([path])]
     [('grey', torch.Size([3, 20, 30]), torch.uint8)]
     """
-    from torchvision.io import ImageReadMode, decode_image, read_file
-
     paths = [Path(p) for p in paths]
     for p in paths:
         if not p.is_file():
@@ -67,11 +100,7 @@ def read_frames(paths, max_frames: int | None = None):
     for i, p in enumerate(paths):
         if max_frames is not None and i >= max_frames:
             break
-        try:
-            img = decode_image(read_file(str(p)), mode=ImageReadMode.RGB)  # grey/RGBA/palette -> RGB
-        except RuntimeError as err:
-            raise ValueError(f"{p} is not a readable image ({err})") from err
-        yield p.stem, img
+        yield p.stem, read_image(p)
 
 
 def detect_files(inputs, *, run_dir: str | os.PathLike, out_dir: str | os.PathLike = "runs/detections",
@@ -82,16 +111,14 @@ def detect_files(inputs, *, run_dir: str | os.PathLike, out_dir: str | os.PathLi
     Returns ``{"frames": n, "detections": total boxes drawn, "raster": path, "per_frame": [...]}``.
 
     >>> import tempfile
-    >>> from torchvision.io import write_png
     >>> from fptt_ext.experiments.detect import train_detector
     >>> run, work = tempfile.mkdtemp(), Path(tempfile.mkdtemp())
     >>> _ = train_detector(image_size=32, T=1, n_train=2, n_test=1, batch_size=2, out_dir=run, progress=False)
-    >>> _ = write_png(torch.zeros(3, 40, 60, dtype=torch.uint8), str(work / "frame.png"))
+    >>> write_png(torch.zeros(3, 40, 60, dtype=torch.uint8), work / "frame.png")
     >>> r = detect_files([work / "frame.png"], run_dir=run, out_dir=work / "out", T=2)
     >>> r["frames"], r["per_frame"][0]["frame"], sorted(p.name for p in (work / "out").iterdir())
     (1, 'frame', ['frame.png', 'raster.png'])
     """
-    from torchvision.io import write_png
     from torchvision.utils import draw_bounding_boxes
 
     model, cfg = load_detector(run_dir)
@@ -128,7 +155,7 @@ def detect_files(inputs, *, run_dir: str | os.PathLike, out_dir: str | os.PathLi
                 boxes = unletterbox(det["boxes"], scale, offset, frame.shape[1:])
                 labels = [f"{classes[int(c)]} {float(s):.2f}" for c, s in zip(det["labels"], det["scores"])]
                 drawn = draw_bounding_boxes(frame, boxes, labels, colors="red", width=2) if len(boxes) else frame
-                write_png(drawn, str(out / f"{name}.png"))
+                write_png(drawn, out / f"{name}.png")
                 per_frame.append({"frame": name, "boxes": boxes.tolist(), "labels": [classes[int(c)] for c in
                                   det["labels"]], "scores": det["scores"].tolist()})
                 total += len(boxes)
