@@ -16,6 +16,12 @@ Adaptive spiking update (SPEC section 1), given the gate values
 LTC-SN computes ``alpha = σ(gate_m(I_t, u_{t-1}))`` and ``rho = σ(gate_adp(I_t, b_{t-1}))``;
 ALIF uses learned constants ``alpha = σ(p_m)``, ``rho = σ(p_adp)``.
 
+For the spike functions it knows (:func:`fptt_ext.neurons.fused.spike_rule`: the
+multi-Gaussian, snnTorch's and SpikingJelly's common surrogates) the elementwise part,
+sigmoids included, runs as one autograd node with a hand-derived backward
+(:mod:`fptt_ext.neurons.fused`): the same spikes and states bit for bit, the same gradient
+up to rounding, in less time. Any other ``spike_fn`` takes the plain path below.
+
 Example:
     >>> import torch
     >>> from fptt_ext.neurons.functional import alif_step
@@ -32,6 +38,7 @@ from collections.abc import Callable
 
 import torch
 
+from . import fused
 from .surrogate import MultiGaussian
 
 __all__ = ["RESET_MECHANISMS", "adaptive_step", "alif_step", "li_step", "ltc_step"]
@@ -75,6 +82,43 @@ def adaptive_step(
         >>> spk.tolist(), [round(u, 3) for u in mem[0].tolist()]   # 0.25 > 0.1 fires and resets; 0.05 not
         ([[1.0, 0.0]], [0.0, 0.05])
     """
+    if reset_mechanism not in RESET_MECHANISMS:
+        raise ValueError(f"reset_mechanism must be one of {RESET_MECHANISMS}, got {reset_mechanism!r}")
+    rule = _fusable(cur, mem, b, spk, alpha, rho, b0, spike_fn)
+    if rule is not None:
+        return fused.fused_adaptive_step(cur, mem, b, spk, alpha, rho, rule=rule, b0=b0, beta_a=beta_a,
+                                         reset_mechanism=reset_mechanism, detach_reset=detach_reset,
+                                         detach_adaptation=detach_adaptation, logits=False)
+    return _plain_adaptive_step(cur, mem, b, spk, alpha, rho, b0=b0, beta_a=beta_a, spike_fn=spike_fn,
+                                reset_mechanism=reset_mechanism, detach_reset=detach_reset,
+                                detach_adaptation=detach_adaptation)
+
+
+def _fusable(cur, mem, b, spk, gate_m, gate_adp, b0, spike_fn) -> fused.SpikeRule | None:
+    """The fused step's spike rule if it computes exactly what the plain path does here, else None."""
+    if not fused.fused_enabled():
+        return None
+    if not (isinstance(gate_m, torch.Tensor) and isinstance(gate_adp, torch.Tensor)):
+        return None
+    if isinstance(b0, torch.Tensor) and b0.dim() != 0:
+        return None
+    shape, dtype = cur.shape, cur.dtype
+    for t in (mem, b, spk, gate_m, gate_adp):
+        if t.dtype != dtype:  # mixed precision: the plain path's type promotion decides
+            return None
+    if mem.shape != shape or b.shape != shape or spk.shape != shape:
+        return None
+    for g in (gate_m, gate_adp):  # a gate may broadcast over the batch (ALIF), not beyond the state
+        if g.shape != shape and torch.broadcast_shapes(g.shape, shape) != shape:
+            return None
+    if torch.is_autocast_enabled(cur.device.type):
+        return None
+    return fused.spike_rule(spike_fn, cur)
+
+
+def _plain_adaptive_step(cur, mem, b, spk, alpha, rho, *, b0, beta_a, spike_fn, reset_mechanism, detach_reset,
+                         detach_adaptation):
+    """:func:`adaptive_step` op by op, autograd recording each operation: the reference."""
     b = rho * b + (1.0 - rho) * (spk.detach() if detach_adaptation else spk)
     theta = b0 + beta_a * b
     mem = mem + alpha * (cur - mem)
@@ -84,8 +128,6 @@ def adaptive_step(
         mem = mem * (1.0 - gate)
     elif reset_mechanism == "subtract":
         mem = mem - gate * theta
-    elif reset_mechanism != "none":
-        raise ValueError(f"reset_mechanism must be one of {RESET_MECHANISMS}, got {reset_mechanism!r}")
     return spk, mem, b
 
 
@@ -112,9 +154,17 @@ def ltc_step(
         >>> spk.tolist()
         [[0.0, 0.0, 1.0]]
     """
-    alpha = torch.sigmoid(gate_m(cur, mem))
-    rho = torch.sigmoid(gate_adp(cur, b))
-    return adaptive_step(cur, mem, b, spk, alpha, rho, **kwargs)
+    return _gated_step(cur, mem, b, spk, gate_m(cur, mem), gate_adp(cur, b), **kwargs)
+
+
+def _gated_step(cur, mem, b, spk, logit_m, logit_adp, **kwargs):
+    """:func:`adaptive_step` from the gates' logits: fused sigmoids where the step is fused."""
+    rule = _fusable(cur, mem, b, spk, logit_m, logit_adp, kwargs.get("b0", 0.1),
+                    kwargs.get("spike_fn", _DEFAULT_SPIKE))
+    if rule is None or kwargs.get("reset_mechanism", "zero") not in RESET_MECHANISMS:
+        return adaptive_step(cur, mem, b, spk, torch.sigmoid(logit_m), torch.sigmoid(logit_adp), **kwargs)
+    kwargs.pop("spike_fn", None)
+    return fused.fused_adaptive_step(cur, mem, b, spk, logit_m, logit_adp, rule=rule, logits=True, **kwargs)
 
 
 def alif_step(
@@ -135,7 +185,7 @@ def alif_step(
         >>> spk.item(), mem.item()                       # alpha = 0.5: u = 0.5 > 0.1, fires, resets
         (1.0, 0.0)
     """
-    return adaptive_step(cur, mem, b, spk, torch.sigmoid(p_m), torch.sigmoid(p_adp), **kwargs)
+    return _gated_step(cur, mem, b, spk, p_m, p_adp, **kwargs)
 
 
 def li_step(cur: torch.Tensor, mem: torch.Tensor, gate_m: Gate) -> torch.Tensor:

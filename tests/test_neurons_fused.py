@@ -1,0 +1,181 @@
+"""The fused adaptive step (fptt_ext.neurons.fused) against the plain, op-by-op path.
+
+* forward: spikes and states bit for bit those of the plain path, every surrogate the package
+  knows, float32 and float64, each reset, dense and broadcast (ALIF) gates;
+* backward: ``torch.autograd.gradcheck`` in float64 of every path except the spike's
+  surrogate (with a zero surrogate the step is piecewise smooth, so finite differences apply),
+  and the full gradient, surrogate included, equal to autograd through the plain path to
+  float64 rounding, with ``detach_reset`` / ``detach_adaptation`` and a learned threshold;
+* dispatch: which calls take the fused path, and that an unknown spike function does not.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import snntorch.surrogate as snn_surrogate
+import torch
+from spikingjelly.activation_based import surrogate as sj_surrogate
+
+import fptt_ext
+from fptt_ext.neurons import functional
+from fptt_ext.neurons.fused import FusedAdaptiveStep, SpikeRule, spike_rule, use_fused
+from fptt_ext.neurons.surrogate import MultiGaussian, multi_gaussian_grad
+
+RESETS = ("zero", "subtract", "none")
+SURROGATES = {
+    "multi_gaussian": MultiGaussian,
+    "multi_gaussian_wide": lambda: MultiGaussian(sigma=0.5, h=0.3, s=3.0, gamma=1.0),
+    "snntorch.fast_sigmoid": lambda: snn_surrogate.fast_sigmoid(slope=10),
+    "snntorch.atan": snn_surrogate.atan,
+    "snntorch.sigmoid": lambda: snn_surrogate.sigmoid(slope=5),
+    "snntorch.ste": snn_surrogate.straight_through_estimator,
+    "spikingjelly.ATan": sj_surrogate.ATan,
+    "spikingjelly.Sigmoid": sj_surrogate.Sigmoid,
+}
+
+
+def _inputs(dtype, *, alif=False, B=3, N=5, seed=0, b0_learned=False):
+    g = torch.Generator().manual_seed(seed)
+
+    def rand(*shape, scale=1.0, shift=0.0):
+        return (scale * torch.randn(*shape, generator=g, dtype=dtype) + shift).requires_grad_()
+
+    gate_shape = (N,) if alif else (B, N)
+    x = {"cur": rand(B, N, scale=0.5, shift=0.3), "mem": rand(B, N, scale=0.2),
+         "b": (0.1 * torch.rand(B, N, generator=g, dtype=dtype)).requires_grad_(),
+         "spk": (torch.rand(B, N, generator=g) < 0.4).to(dtype).requires_grad_(),
+         "logit_m": rand(*gate_shape), "logit_adp": rand(*gate_shape)}
+    b0 = torch.tensor(0.1, dtype=dtype, requires_grad=True) if b0_learned else 0.1
+    return x, b0
+
+
+def _step(x, b0, spike_fn, **kw):
+    return functional._gated_step(x["cur"], x["mem"], x["b"], x["spk"], x["logit_m"], x["logit_adp"], b0=b0,
+                                  beta_a=1.8, spike_fn=spike_fn, **kw)
+
+
+def _grads(x, b0, spike_fn, fused, **kw):
+    with use_fused(fused):
+        out = _step(x, b0, spike_fn, **kw)
+    g = torch.Generator().manual_seed(7)
+    loss = sum((torch.randn(o.shape, generator=g, dtype=o.dtype) * o).sum() for o in out)
+    wrt = list(x.values()) + ([b0] if isinstance(b0, torch.Tensor) else [])
+    return out, torch.autograd.grad(loss, wrt, allow_unused=True)
+
+
+@pytest.mark.parametrize("name", sorted(SURROGATES))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_fused_equals_plain_forward_bits_and_gradient(name, dtype):
+    for reset, detach_reset, detach_adaptation, alif in itertools.product(RESETS, (False, True), (False, True),
+                                                                           (False, True)):
+        spike_fn = SURROGATES[name]()
+        x, b0 = _inputs(dtype, alif=alif, b0_learned=dtype == torch.float64)
+        kw = {"reset_mechanism": reset, "detach_reset": detach_reset, "detach_adaptation": detach_adaptation}
+        out_plain, g_plain = _grads(x, b0, spike_fn, False, **kw)
+        out_fused, g_fused = _grads(x, b0, spike_fn, True, **kw)
+        fused_here = dtype == torch.float32 or not name.startswith("snntorch")  # snnTorch spikes are float32
+        assert (out_fused[0].grad_fn.name() == "FusedAdaptiveStepBackward") == fused_here
+        for a, b in zip(out_plain, out_fused):
+            assert a.dtype == b.dtype and torch.equal(a, b), (reset, detach_reset, detach_adaptation, alif)
+        assert out_plain[0].sum() > 0 and (out_plain[0] == 0).any()  # both sides of the threshold
+        tol = 1e-12 if dtype == torch.float64 else 1e-5
+        for i, (a, b) in enumerate(zip(g_plain, g_fused)):
+            assert (a is None) == (b is None), i
+            if a is not None:
+                assert (a - b).abs().max().item() <= tol * (1 + a.abs().max().item()), (i, reset, detach_reset,
+                                                                                         detach_adaptation, alif)
+
+
+_NO_SURROGATE = SpikeRule(lambda g, x: torch.zeros_like(x))
+
+
+@pytest.mark.parametrize("reset", RESETS)
+@pytest.mark.parametrize("detach_reset", [False, True])
+@pytest.mark.parametrize("detach_adaptation", [False, True])
+@pytest.mark.parametrize("alif", [False, True])
+def test_gradcheck_float64(reset, detach_reset, detach_adaptation, alif):
+    # With a zero surrogate the step is piecewise smooth in every input (the Heaviside is
+    # constant off the threshold), so finite differences check every other gradient path:
+    # reset, threshold, adaptation, membrane update, the fused sigmoids, a learned b0.
+    x, b0 = _inputs(torch.float64, alif=alif, b0_learned=True)
+    if detach_adaptation:  # then the previous spike gets no gradient by design
+        x["spk"] = x["spk"].detach()
+    names = list(x)
+
+    def step(*args):
+        d = dict(zip(names, args[:-1]))
+        return FusedAdaptiveStep.apply(d["cur"], d["mem"], d["b"], d["spk"], d["logit_m"], d["logit_adp"], args[-1],
+                                       1.8, _NO_SURROGATE, reset, detach_reset, detach_adaptation, True)
+
+    assert torch.autograd.gradcheck(step, (*x.values(), b0), eps=1e-7, atol=1e-9)
+    x_alpha = dict(x, logit_m=torch.sigmoid(x["logit_m"]).detach().requires_grad_(),
+                   logit_adp=torch.sigmoid(x["logit_adp"]).detach().requires_grad_())
+
+    def step_probabilities(*args):  # alpha and rho given (adaptive_step), no fused sigmoid
+        d = dict(zip(names, args[:-1]))
+        return FusedAdaptiveStep.apply(d["cur"], d["mem"], d["b"], d["spk"], d["logit_m"], d["logit_adp"], args[-1],
+                                       1.8, _NO_SURROGATE, reset, detach_reset, detach_adaptation, False)
+
+    assert torch.autograd.gradcheck(step_probabilities, (*x_alpha.values(), b0), eps=1e-7, atol=1e-9)
+
+
+@pytest.mark.parametrize("name", ["multi_gaussian", "multi_gaussian_wide", "snntorch.fast_sigmoid", "snntorch.atan",
+                                  "snntorch.sigmoid", "spikingjelly.ATan", "spikingjelly.Sigmoid"])
+def test_spike_rule_derivative_against_the_surrogates_own_backward(name):
+    spike_fn = SURROGATES[name]()
+    dtype = torch.float32 if name.startswith("snntorch") else torch.float64
+    x = torch.linspace(-3, 3, 601, dtype=dtype, requires_grad=True)
+    g = torch.linspace(0.5, 1.5, 601, dtype=dtype)
+    (expected,) = torch.autograd.grad((spike_fn(x) * g).sum(), x)
+    got = spike_rule(spike_fn, x).backward(g, x.detach())
+    assert (got - expected).abs().max().item() <= (1e-6 if dtype == torch.float32 else 1e-14)
+    if name == "multi_gaussian":
+        assert torch.allclose(got, g * multi_gaussian_grad(x.detach()), rtol=0, atol=1e-14)
+
+
+def test_unknown_spike_function_takes_the_plain_path():
+    x, b0 = _inputs(torch.float32)
+
+    def my_spike(v):  # a user's own surrogate
+        return snn_surrogate.atan()(v) * 1.0
+
+    spk, _, _ = _step(x, b0, my_spike)
+    assert spk.grad_fn.name() != "FusedAdaptiveStepBackward"
+    assert spike_rule(my_spike, x["cur"]) is None
+    assert spike_rule(sj_surrogate.ATan(spiking=False), x["cur"]) is None  # not spikes: the plain path
+    assert spike_rule(sj_surrogate.PiecewiseQuadratic(), x["cur"]) is None  # not (yet) known here
+
+
+def test_dispatch_conditions():
+    x, _ = _inputs(torch.float32)
+    spk, _, _ = _step(x, 0.1, MultiGaussian())
+    assert spk.grad_fn.name() == "FusedAdaptiveStepBackward"
+    with use_fused(False):
+        assert _step(x, 0.1, MultiGaussian())[0].grad_fn.name() != "FusedAdaptiveStepBackward"
+    # a per-neuron threshold, or states of another shape: the plain path, same answers
+    spk, _, _ = _step(x, torch.full((5,), 0.1), MultiGaussian())
+    assert spk.grad_fn.name() != "FusedAdaptiveStepBackward"
+    with pytest.raises(ValueError, match="reset_mechanism"):
+        _step(x, 0.1, MultiGaussian(), reset_mechanism="bogus")
+
+
+@pytest.mark.parametrize("cls,conv", [(fptt_ext.LTC, False), (fptt_ext.ALIF, False), (fptt_ext.LTC, True)])
+def test_modules_train_identically_with_and_without_fusion(cls, conv):
+    # BPTT over 6 steps through an snnTorch module: spikes equal, gate gradients to rounding
+    results = []
+    for fused in (False, True):
+        torch.manual_seed(3)
+        mod = cls(size=4, conv=conv) if conv else cls(size=4)
+        xs = 0.3 + torch.rand(6, 2, 4, 3, 3) if conv else 0.3 + torch.rand(6, 2, 4)
+        with use_fused(fused):
+            spikes = [mod(x)[0] for x in xs]
+            loss = sum((s * (i + 1)).sum() for i, s in enumerate(spikes)) + mod.mem.sum()
+            loss.backward()
+        results.append((torch.stack(spikes), [p.grad.clone() for p in mod.parameters()]))
+        assert (spikes[-1].grad_fn.name() == "FusedAdaptiveStepBackward") == fused
+    (s0, g0), (s1, g1) = results
+    assert torch.equal(s0, s1) and s0.sum() > 0
+    for a, b in zip(g0, g1):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-6)
