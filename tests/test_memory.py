@@ -1,6 +1,6 @@
 """Memory of one update: bytes saved for backward, FPTT (K = T) vs BPTT.
 
-SPEC section 2: with ``K = T`` FPTT updates at every step and detaches the state,
+docs/concepts/fptt.md: with ``K = T`` FPTT updates at every step and detaches the state,
 so the autograd graph of one update - and the activations it saves - does not
 depend on the sequence length T. BPTT keeps all T steps for its single update,
 so its saved bytes grow linearly in T.

@@ -1,11 +1,11 @@
-"""Neuron math of fptt_ext against the SPEC section 1 equations.
+"""Neuron math of fptt_ext against the equations of docs/concepts/ltc.md.
 
 Covers: hand-computed steps of LTC-SN / ALIF / LI (dense and conv, both
 adapters, "zero" and "subtract" reset, adaptive threshold, state carry-over),
 the multi-Gaussian surrogate, bit-identity of the snnTorch and SpikingJelly
 adapters, input validation and the ``beta`` initialisation.
 
-The reference math in this file is written from SPEC.md alone; it does not
+The reference math in this file is written from those equations alone; it does not
 call ``fptt_ext.neurons.functional``.
 """
 
@@ -30,7 +30,7 @@ ADAPTERS = ("snntorch", "spikingjelly")
 
 
 # ----------------------------------------------------------------------------
-# Reference math (SPEC section 1), independent of the package
+# Reference math (docs/concepts/ltc.md, "The equations"), independent of the package
 # ----------------------------------------------------------------------------
 
 def ref_dense_logit(weight, bias, cur, state):

@@ -1,5 +1,5 @@
 """Every zoo network: builds, runs T steps in both step modes, takes an FPTT update, has the
-card's parameter count and the SPEC's layer list; backends and neurons switch cleanly."""
+card's parameter count and the papers' layer list; backends and neurons switch cleanly."""
 
 import pytest
 import torch
@@ -8,8 +8,8 @@ from spikingjelly.activation_based import functional
 from fptt_ext import SequenceTrainer
 from fptt_ext.zoo import architecture, create_model, list_models, model_card
 
-# The layer lists of SPEC section 3, copied verbatim.
-SPEC_LAYERS = {
+# The papers' layer lists (docs/zoo.md, "The networks"), in their notation.
+PAPER_LAYERS = {
     "scnn_mnist": "ConvK3C32S1P1-MPK2S2-ConvK3C128S1P1-MPK2S2-ConvK3C256S1P1-MPK2S2-512D-10I",
     "scnn_fmnist": "ConvK3C32S1P1-MPK2S2-ConvK3C128S1P1-MPK2S2-ConvK3C256S1P1-MPK2S2-512D-10I",
     "scnn_dvsgesture": "ConvK7C64S1P3-MPK2S2-ConvK7C128S1P3-MPK2S2-ConvK3C128S1P1-MPK2S2-ConvK3C256S1P1-MPK2S2-"
@@ -34,9 +34,9 @@ def test_every_sequence_model_has_a_test_shape():
     assert sorted(STEP_SHAPES) == sorted(SEQUENCE_MODELS)
 
 
-@pytest.mark.parametrize("name", sorted(SPEC_LAYERS))
-def test_layers_equal_the_spec(name):
-    assert architecture(create_model(name)) == SPEC_LAYERS[name] == model_card(name)["architecture"]
+@pytest.mark.parametrize("name", sorted(PAPER_LAYERS))
+def test_layers_equal_the_papers(name):
+    assert architecture(create_model(name)) == PAPER_LAYERS[name] == model_card(name)["architecture"]
 
 
 @pytest.mark.parametrize("name", SEQUENCE_MODELS)
@@ -105,7 +105,7 @@ def test_neuron_switch_keeps_the_architecture():
 
     for neuron, kind in (("ltc", "LTC"), ("alif", "ALIF"), ("leaky", "Leaky"), ("plif", "ParametricLIFNode")):
         model = create_model("scnn_fmnist", neuron=neuron)
-        assert architecture(model) == SPEC_LAYERS["scnn_fmnist"]
+        assert architecture(model) == PAPER_LAYERS["scnn_fmnist"]
         assert sum(type(m).__name__ == kind for m in model.modules()) == 4
     leaky = create_model("ostl_rmnist", neuron="leaky")
     assert isinstance(leaky.layers[1], snn.Leaky)

@@ -29,10 +29,23 @@ def publish(zoo, name, state):
 def test_cards_have_the_documented_fields():
     for name in list_models():
         card = model_card(name)
-        for field in ("task", "dataset", "encoding", "T", "paper_test_accuracy", "test_accuracy",
+        for field in ("task", "dataset", "encoding", "T", "paper_test_accuracy", "paper_dataset", "test_accuracy",
                       "train_command", "checkpoint", "sha256"):
             assert field in card, (name, field)
         assert card["train_command"].startswith("fptt-ext ")
+        # the paper's figure always says which dataset it is for
+        assert (card["paper_test_accuracy"] is None) == (card["paper_dataset"] is None), name
+
+
+def test_paper_figures_on_another_dataset_say_so():
+    assert (model_card("ostl_rmnist")["dataset"], model_card("ostl_rmnist")["paper_dataset"]) == ("fashion-mnist",
+                                                                                                 "mnist")
+    assert model_card("spyv4_tiny")["paper_dataset"] == "voc07+12" != model_card("spyv4_tiny")["dataset"]
+    assert model_card("scnn_mnist")["paper_dataset"] == model_card("scnn_mnist")["dataset"] == "mnist"
+    from fptt_ext.zoo import register_model
+
+    with pytest.raises(ValueError, match="paper_test_accuracy needs the paper_dataset"):
+        register_model("no_dataset_demo", task="classification", paper_test_accuracy=90.0)
 
 
 def test_pretrained_round_trip(zoo):

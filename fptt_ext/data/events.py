@@ -5,8 +5,8 @@ recording are split into ``T`` equal time bins and counted per polarity and
 pixel (``tonic.transforms.ToFrame``), so with ``pool=1`` a sample's frames sum
 to its number of events. With ``pool=4`` every frame is 4x4 average-pooled
 (``torch.nn.functional.avg_pool2d``) to 32x32 per channel: each output pixel
-is the *mean* event count of its 16 input pixels (the SPEC's "frames averaged
-to 32x32"). tonic's ``Downsample(spatial_factor=0.25)`` was not used because it
+is the *mean* event count of its 16 input pixels (the papers' frames "averaged
+to 32x32", docs/zoo.md). tonic's ``Downsample(spatial_factor=0.25)`` was not used because it
 maps four times fewer coordinates onto the same events, which gives the *sum*
 of the 16 counts (16 times the average).
 

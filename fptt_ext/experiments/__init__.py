@@ -1,4 +1,4 @@
-"""Reproductions of the papers' experiments (``addtask``: Add-task, SPEC section 3)."""
+"""Reproductions of the papers' experiments (``addtask``: the Add-task, docs/addtask.md)."""
 
 from .addtask import plot_addtask, run_addtask
 

@@ -4,7 +4,7 @@ Both the snnTorch modules (:mod:`fptt_ext.neurons.snntorch`) and the
 SpikingJelly nodes (:mod:`fptt_ext.neurons.spikingjelly`) call these functions,
 so the two ecosystems give bit-identical results for identical weights.
 
-Adaptive spiking update (SPEC section 1), given the gate values
+Adaptive spiking update (docs/concepts/ltc.md), given the gate values
 ``alpha`` (membrane update rate, "1/tau_m") and ``rho`` (adaptation decay)::
 
     b_t     = rho * b_{t-1} + (1 - rho) * s_{t-1}

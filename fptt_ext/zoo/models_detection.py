@@ -24,6 +24,7 @@ _COUNTS = ("Parameters: 21,984,694 with neuron='ltc' (5,918,006 in the convs, he
 
 @register_model(
     "spyv4", task="detection", dataset="voc07+12", encoding="image", T=4, paper_test_accuracy=51.38,
+    paper_dataset="voc07+12",
     paper_metric="VOC07 test mAP@0.5, % (51.38 with 4 reads, 53.25 with 8)", architecture=SPYV4_ARCH,
     num_params=21_984_694, recipe=ADAGRAD, train_command=_VOC_TRAIN,
     description="Spiking Tiny-YOLOv4 (SPYv4): LTC-SN conv neurons, concatenation-residual CSP blocks, raw pixels "
@@ -35,6 +36,7 @@ def spyv4(neuron: str = "ltc", backend: str = "snntorch", num_classes: int = 20,
 
 @register_model(
     "spyv4_tiny", task="detection", dataset="synthetic-shapes", encoding="image", T=4, paper_test_accuracy=51.38,
+    paper_dataset="voc07+12",
     paper_metric="VOC07 test mAP@0.5, % (of the full-width spyv4; this variant is for CPU runs)",
     architecture=SPYV4_ARCH + " at width 0.25", num_params=1_379_908, recipe=ADAGRAD,
     train_command="fptt-ext train-detector --dataset synthetic --model spyv4_tiny --image-size 128 --T 4 --epochs 12 "

@@ -1,8 +1,10 @@
 """A timm-style registry of the papers' networks, with model cards and offline checkpoints.
 
 Each entry is a constructor registered with :func:`register_model` plus a card:
-task, dataset, encoding, T, the paper's accuracy, ours, the command that trains it,
-and, where one is published, the checkpoint file in ``zoo/`` with its SHA-256.
+task, dataset, encoding, T, the paper's accuracy and the dataset it was measured on
+(``paper_dataset``: not always the card's ``dataset``, so a comparison says what it
+compares), ours, the command that trains it, and, where one is published, the checkpoint
+file in ``zoo/`` with its SHA-256.
 Checkpoints are safetensors (no pickled code); loading checks the hash and the
 parameter names and shapes before touching the model.
 
@@ -40,8 +42,8 @@ __all__ = [
 ]
 
 _REGISTRY: dict[str, tuple[Callable[..., nn.Module], dict]] = {}
-CARD_FIELDS = ("task", "dataset", "encoding", "T", "paper_test_accuracy", "test_accuracy", "train_command",
-               "checkpoint", "sha256")
+CARD_FIELDS = ("task", "dataset", "encoding", "T", "paper_test_accuracy", "paper_dataset", "test_accuracy",
+               "train_command", "checkpoint", "sha256")
 
 
 # optional: what the model is, its layers in the papers' notation, its parameter count, the
@@ -96,6 +98,8 @@ def register_model(name: str, **card):
     unknown = set(card) - set(CARD_FIELDS) - set(EXTRA_FIELDS)
     if unknown:
         raise ValueError(f"unknown card fields {sorted(unknown)}")
+    if card.get("paper_test_accuracy") is not None and not card.get("paper_dataset"):
+        raise ValueError(f"{name}: a paper_test_accuracy needs the paper_dataset it was measured on")
 
     def wrap(fn):
         _REGISTRY[name] = (fn, {"name": name, **{f: None for f in CARD_FIELDS}, **card})

@@ -28,7 +28,7 @@ parameters per gate over the 19 layers, so ``neuron="ltc"`` has 22.0M parameters
 The papers' "14 million" equals the convs plus *one* such gate per layer (13.9M):
 ``neuron="ltc-minus"`` (liquid membrane gate, learned-constant adaptation) has that
 count, 14.0M. The papers do not say which form they used; the default here is the
-SPEC's LTC-SN with both gates. Spiking neurons at 416x416: 6.12M (the papers: "about
+LTC-SN of docs/concepts/ltc.md with both gates. Spiking neurons at 416x416: 6.12M (the papers: "about
 6.2M"; counted by ``spiking_neuron_count``).
 
 ``width`` multiplies every spiking layer's channels (``width=0.25``: the CPU variant

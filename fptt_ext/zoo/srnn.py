@@ -40,7 +40,7 @@ def addtask_neuron_defaults(neuron: str) -> tuple[float, float]:
 
     ``ltc``: the authors' Add-task neuron, a constant threshold of 0.5 and no adaptation
     (their ``snn_models_LIF4.py``), which also trained best here (docs/addtask.md).
-    ``ltc-minus`` and ``alif``: the SPEC's ``b0 = 0.1``, ``beta_a = 1.8``, since their
+    ``ltc-minus`` and ``alif``: ``b0 = 0.1``, ``beta_a = 1.8`` (docs/concepts/ltc.md), since their
     adaptation is what sets them apart.
 
     >>> addtask_neuron_defaults("ltc"), addtask_neuron_defaults("alif")
@@ -111,8 +111,8 @@ class AddTaskSNN(SpikingNet):
 
     ``threshold`` (``b0``), ``beta_a`` and ``detach_adaptation`` go to the neuron. Left at
     ``None``, threshold and ``beta_a`` are :func:`addtask_neuron_defaults`: for ``"ltc"`` the
-    authors' Add-task neuron, a constant threshold of 0.5 and no adaptation. The SPEC's
-    LTC-SN is ``threshold=0.1, beta_a=1.8``; over windows of 100 steps it needs
+    authors' Add-task neuron, a constant threshold of 0.5 and no adaptation. The adaptive
+    LTC-SN of docs/concepts/ltc.md is ``threshold=0.1, beta_a=1.8``; over windows of 100 steps it needs
     ``detach_adaptation=True`` (:class:`fptt_ext.LTC`), or its gradients explode.
 
     One call is one time step: ``x_t`` ``[B, in_features]`` -> prediction ``[B, 1]``.
@@ -128,7 +128,7 @@ class AddTaskSNN(SpikingNet):
         ('ALIF', 'mem')
         >>> AddTaskSNN("ltc", hidden=4).rnn.neuron.extra_repr()          # the authors' Add-task neuron
         "size=4, conv=False, b0=0.5, beta_a=0, reset='zero'"
-        >>> AddTaskSNN("ltc", hidden=4, threshold=0.1, beta_a=1.8).rnn.neuron.extra_repr()   # the SPEC's LTC-SN
+        >>> AddTaskSNN("ltc", hidden=4, threshold=0.1, beta_a=1.8).rnn.neuron.extra_repr()   # the adaptive LTC-SN
         "size=4, conv=False, b0=0.1, beta_a=1.8, reset='zero'"
     """
 
