@@ -1,7 +1,8 @@
 """The fused adaptive step (fptt_ext.neurons.fused) against the plain, op-by-op path.
 
-* forward: spikes and states bit for bit those of the plain path, every surrogate the package
-  knows, float32 and float64, each reset, dense and broadcast (ALIF) gates;
+* forward: the plain path's spikes, and its states to rounding (the fused step computes
+  ``lerp``s where the plain path multiplies and adds), every surrogate the package knows,
+  float32 and float64, each reset, dense and broadcast (ALIF) gates;
 * backward: ``torch.autograd.gradcheck`` in float64 of every path except the spike's
   surrogate (with a zero surrogate the step is piecewise smooth, so finite differences apply),
   and the full gradient, surrogate included, equal to autograd through the plain path to
@@ -67,7 +68,7 @@ def _grads(x, b0, spike_fn, fused, **kw):
 
 @pytest.mark.parametrize("name", sorted(SURROGATES))
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_fused_equals_plain_forward_bits_and_gradient(name, dtype):
+def test_fused_equals_plain_forward_and_gradient(name, dtype):
     for reset, detach_reset, detach_adaptation, alif in itertools.product(RESETS, (False, True), (False, True),
                                                                            (False, True)):
         spike_fn = SURROGATES[name]()
@@ -77,8 +78,10 @@ def test_fused_equals_plain_forward_bits_and_gradient(name, dtype):
         out_fused, g_fused = _grads(x, b0, spike_fn, True, **kw)
         fused_here = dtype == torch.float32 or not name.startswith("snntorch")  # snnTorch spikes are float32
         assert (out_fused[0].grad_fn.name() == "FusedAdaptiveStepBackward") == fused_here
-        for a, b in zip(out_plain, out_fused):
-            assert a.dtype == b.dtype and torch.equal(a, b), (reset, detach_reset, detach_adaptation, alif)
+        assert torch.equal(out_plain[0], out_fused[0])  # the same spikes (no neuron sits within 1e-6 of theta)
+        tol = 1e-14 if dtype == torch.float64 else 1e-6
+        for a, b in zip(out_plain, out_fused):  # states to rounding
+            assert a.dtype == b.dtype and (a - b).abs().max().item() <= tol, (reset, detach_reset, detach_adaptation)
         assert out_plain[0].sum() > 0 and (out_plain[0] == 0).any()  # both sides of the threshold
         tol = 1e-12 if dtype == torch.float64 else 1e-5
         for i, (a, b) in enumerate(zip(g_plain, g_fused)):
@@ -163,7 +166,7 @@ def test_dispatch_conditions():
 
 @pytest.mark.parametrize("cls,conv", [(fptt_ext.LTC, False), (fptt_ext.ALIF, False), (fptt_ext.LTC, True)])
 def test_modules_train_identically_with_and_without_fusion(cls, conv):
-    # BPTT over 6 steps through an snnTorch module: spikes equal, gate gradients to rounding
+    # BPTT over 6 steps through an snnTorch module: spikes equal, states and gate gradients to rounding
     results = []
     for fused in (False, True):
         torch.manual_seed(3)
