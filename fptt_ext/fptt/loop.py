@@ -359,11 +359,17 @@ class SequenceTrainer:
             before = self.optimizer.skipped_steps
             self.optimizer.step(closure) if closure is not None else self.optimizer.step()
             return self.optimizer.skipped_steps == before
-        if not all_finite([p.grad for p in self._params]):
+        grads = [p.grad for p in self._params if p.grad is not None]
+        if self.max_grad_norm is None:
+            finite = all_finite(grads)
+        else:  # the norm clipping needs is the finiteness check too: one pass over the gradients
+            total = torch.nn.utils.get_total_norm(grads, foreach=True)
+            finite = bool(torch.isfinite(total)) or all_finite(grads)
+        if not finite:
             self._nonfinite(f"gradient at step {end}")
             return False
         if self.max_grad_norm is not None:
-            torch.nn.utils.clip_grad_norm_(self._params, self.max_grad_norm, foreach=True)
+            torch.nn.utils.clip_grads_with_norm_(self._params, self.max_grad_norm, total, foreach=True)
         self.optimizer.step()
         return True
 

@@ -74,7 +74,8 @@ class FPTT:
         alpha, beta: regulariser strength (> 0) and W_bar mixing (0, 1].
         variant: "practical" or "exact".
         max_grad_norm: if set, ``step()`` clips the total gradient norm of the
-            tracked parameters before the wrapped optimizer steps.
+            tracked parameters before the wrapped optimizer steps (that norm is also
+            the finiteness check: one pass over the gradients for both).
         nonfinite: "raise" a ``FloatingPointError`` on NaN/Inf gradients, or
             "skip" the whole step with a warning (counted in ``skipped_steps``).
             Either way the parameters, the wrapped optimizer's state and the FPTT
@@ -168,6 +169,7 @@ class FPTT:
         # far more than the subtraction (allocation and page faults, up to 2 ms per step
         # on the R-MNIST net, as the allocator hands the memory back to the OS in between).
         self._scratch = [[torch.empty_like(p) for p in ps] for _, ps, _, _ in self._cache]
+        self._total_norm = None  # the gradient norm _finite() computed for clipping
 
     def regularizer(self):
         """Return R(W), a scalar tensor with graph to the tracked parameters."""
@@ -206,7 +208,14 @@ class FPTT:
             torch._foreach_add_(grads, trace, alpha=-c)
 
     def _finite(self, grads):
-        return all_finite(grads)
+        if self.max_grad_norm is None:
+            return all_finite(grads)
+        # Clipping needs the total 2-norm anyway: a finite one proves every entry finite, so
+        # one pass over the gradients both checks and measures them (clipping used to take
+        # a second). Only a non-finite norm (NaN/Inf, or an overflow of huge finite
+        # entries) needs all_finite's max-abs check.
+        self._total_norm = torch.nn.utils.get_total_norm([t for t in grads if t is not None], foreach=True)
+        return bool(torch.isfinite(self._total_norm)) or all_finite(grads)
 
     def _nonfinite(self, what):
         msg = (f"non-finite (NaN/Inf) {what}; FPTT step skipped, parameters, W_bar and "
@@ -237,8 +246,9 @@ class FPTT:
             self.skipped_steps += 1
             self._nonfinite("gradient")
             return None
-        if self.max_grad_norm is not None:
-            torch.nn.utils.clip_grad_norm_(self._all_params, self.max_grad_norm, foreach=True)
+        if self.max_grad_norm is not None:  # with the norm _finite() measured
+            torch.nn.utils.clip_grads_with_norm_(self._all_params, self.max_grad_norm, self._total_norm, foreach=True)
+            self._total_norm = None
         if self.variant == "practical":
             self.optimizer.step()
             return self._update_practical()
