@@ -155,3 +155,18 @@ def test_library_bad_input_raises_value_error():
         make_data("cifar", 2, 2)
     with pytest.raises(ValueError, match="T must be >= 1"):
         measure_point("fptt", 0)
+
+
+def test_cli_cell_and_addtask_write_json(tmp_path, capsys):
+    js = tmp_path / "cell.json"
+    assert main(["bench", "cell", "--hidden", "8", "--batch-size", "2", "--steps", "2", "--rounds", "1",
+                 "--json", str(js)]) == 0
+    r = json.loads(js.read_text())
+    assert set(r["ms_per_step"]["8"]) == {"ltc fused", "ltc plain", "gated cell"}
+    assert r["ratios"]["8"]["ltc fused / ltc plain"] > 0
+    js = tmp_path / "addtask.json"
+    assert main(["bench", "addtask", "--T", "6", "--batch-size", "2", "--K", "2", "6", "--rounds", "1",
+                 "--json", str(js)]) == 0
+    r = json.loads(js.read_text())
+    assert sorted(r["seconds_per_iteration"]) == ["K=2", "K=6"] and r["config"]["clock"] == "process"
+    assert "fused / plain" in capsys.readouterr().out

@@ -6,6 +6,8 @@ Example::
     fptt-ext bench memory --T 20 50 100 200 500 1000 --json docs/bench/memory.json --png docs/bench/memory.png
     fptt-ext bench speed --network rmnist --batch-size 128 --rounds 7 --json speed.json --png speed.png
     fptt-ext bench profile --compare HEAD~3
+    fptt-ext bench cell --hidden 128 256 --json cell.json     # LTC-SN step vs a gated cell, fused and plain
+    fptt-ext bench addtask --K 10 1000                        # one Add-task iteration, fused and plain
 """
 
 from __future__ import annotations
@@ -83,7 +85,25 @@ def _bench_arguments(p: argparse.ArgumentParser) -> None:
                     help="also time FPTT and TBPTT-1 steps of git revision REV against this tree, interleaved")
     pr.add_argument("--rounds", type=_positive_int, default=7, help="rounds of the --compare timing")
 
-    for q in (s, m, sp, pr):
+    c = sub.add_parser("cell", help="LTC-SN layer step (fused and plain) vs a gated cell with the same three "
+                                    "matrix products, forward + backward per step, interleaved")
+    c.add_argument("--hidden", type=_positive_int, nargs="+", default=[128, 256], help="layer widths N")
+    c.add_argument("--batch-size", type=_positive_int, default=128)
+    c.add_argument("--steps", type=_positive_int, default=20, help="steps per round")
+    c.add_argument("--rounds", type=_positive_int, default=15)
+    c.add_argument("--clock", choices=("process", "wall"), default="process",
+                   help="process: CPU time of this process (other jobs on the core do not count)")
+    c.add_argument("--json", default=None, metavar="FILE", help="also write the results as JSON")
+
+    a = sub.add_parser("addtask", help="seconds per Add-task iteration with the fused and the plain neuron step")
+    a.add_argument("--T", type=_positive_int, default=1000)
+    a.add_argument("--batch-size", type=_positive_int, default=128)
+    a.add_argument("--K", type=_positive_int, nargs="+", default=[10], help="FPTT windows (K = T: every step)")
+    a.add_argument("--rounds", type=_positive_int, default=3)
+    a.add_argument("--clock", choices=("process", "wall"), default="process")
+    a.add_argument("--json", default=None, metavar="FILE", help="also write the results as JSON")
+
+    for q in (s, m, sp, pr, c, a):
         q.add_argument("--threads", type=_positive_int, default=1, help="torch threads (1: steady timings)")
 
 
@@ -166,10 +186,37 @@ def _profile(args) -> int:
     return 0
 
 
+def _cell(args) -> int:
+    from ..bench.fused import cell_table
+
+    r = cell_table(tuple(args.hidden), batch_size=args.batch_size, steps=args.steps, rounds=args.rounds,
+                   threads=args.threads, clock=args.clock)
+    print(f"{'N':>5} {'ltc fused':>10} {'ltc plain':>10} {'gated cell':>11}   ms per step ({args.clock} time); ratios")
+    for n, ms in r["ms_per_step"].items():
+        ratios = "  ".join(f"{k}: {v:.3f}" for k, v in r["ratios"][n].items())
+        print(f"{n:>5} {ms['ltc fused']:>10.3f} {ms['ltc plain']:>10.3f} {ms['gated cell']:>11.3f}   {ratios}")
+    _write_json(args.json, r)
+    return 0
+
+
+def _addtask(args) -> int:
+    from ..bench.fused import addtask_table
+
+    r = addtask_table(T=args.T, batch_size=args.batch_size, K_values=tuple(args.K), rounds=args.rounds,
+                      threads=args.threads, clock=args.clock)
+    for k, s in r["seconds_per_iteration"].items():
+        print(f"{k}: fused {s['fused']:.3f} s, plain {s['plain']:.3f} s per iteration ({args.clock} time); "
+              f"fused / plain {r['ratios'][k]:.3f}")
+    _write_json(args.json, r)
+    return 0
+
+
 def _bench_run(args: argparse.Namespace) -> int:
-    return {"saved-bytes": _saved_bytes, "memory": _memory, "speed": _speed, "profile": _profile}[args.what](args)
+    return {"saved-bytes": _saved_bytes, "memory": _memory, "speed": _speed, "profile": _profile, "cell": _cell,
+            "addtask": _addtask}[args.what](args)
 
 
 register_command("bench", "measurements: saved-bytes (autograd memory per update), memory (peak RSS vs T), "
-                          "speed (throughput vs TBPTT-1, BPTT, SpikingJelly), profile (FPTT step)",
+                          "speed (throughput vs TBPTT-1, BPTT, SpikingJelly), profile (FPTT step), "
+                          "cell (LTC-SN step vs a gated cell), addtask (one Add-task iteration)",
                  _bench_arguments, _bench_run)

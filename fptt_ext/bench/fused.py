@@ -1,0 +1,182 @@
+"""The fused neuron step against the plain one: an LTC-SN layer step against a gated cell with
+the same three matrix products, and an Add-task iteration; interleaved rounds, ratios.
+
+* :func:`cell_table` - one layer, ``I = fc(x)`` then the neuron, trained online (forward,
+  backward through one step, as FPTT with K = T does): the LTC-SN with the fused step, the
+  LTC-SN with the plain step (:func:`fptt_ext.neurons.fused.use_fused`), and a gated cell
+  ``h' = h + sigmoid(W_z [I, h]) (tanh(W_c [I, h]) - h)`` with the same three matrix products
+  (``fc`` and two ``Linear(2N -> N)``), whose elementwise work is the least such a cell can do.
+* :func:`addtask_table` - one Add-task iteration (the authors' recipe: LTC-SN of 128, FPTT over
+  K windows, clipping at 1.0) with the fused and the plain step.
+
+Times are CPU seconds of this process (``time.process_time``) unless ``clock="wall"``: on a
+shared machine they do not count the time other jobs hold the core.
+
+Example:
+    >>> r = cell_table(hidden=(8,), batch_size=2, steps=2, rounds=2, warmup=0)
+    >>> sorted(r["ratios"]["8"])
+    ['ltc fused / gated cell', 'ltc fused / ltc plain', 'ltc plain / gated cell']
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import torch
+from torch import nn
+
+from ..neurons.fused import use_fused
+
+__all__ = ["GatedCell", "addtask_table", "cell_table"]
+
+_CLOCKS = {"process": time.process_time, "wall": time.perf_counter}
+
+
+class GatedCell(nn.Module):
+    """``I = fc(x)``, ``h' = h + sigmoid(W_z [I, h]) (tanh(W_c [I, h]) - h)``: three matrix products.
+
+    >>> GatedCell(3, 4)(torch.zeros(2, 3)).shape
+    torch.Size([2, 4])
+    """
+
+    def __init__(self, n_in: int, n: int):
+        super().__init__()
+        self.fc, self.z, self.c = nn.Linear(n_in, n), nn.Linear(2 * n, n), nn.Linear(2 * n, n)
+        self.h = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        cur = self.fc(x)
+        h = torch.zeros_like(cur) if self.h is None else self.h
+        ih = torch.cat((cur, h), dim=-1)
+        self.h = torch.lerp(h, torch.tanh(self.c(ih)), torch.sigmoid(self.z(ih)))
+        return self.h
+
+    def detach(self) -> None:
+        self.h = None if self.h is None else self.h.detach()
+
+
+class _LTCLayer(nn.Module):
+    def __init__(self, n_in: int, n: int):
+        super().__init__()
+        import fptt_ext
+
+        self.fc, self.neuron = nn.Linear(n_in, n), fptt_ext.LTC(size=n, init_hidden=True)
+
+    def forward(self, x):
+        return self.neuron(self.fc(x))
+
+    def detach(self) -> None:
+        self.neuron.detach_hidden()
+
+
+def _online(layer, xs, w, fused: bool | None) -> None:
+    # one forward and one backward per step, the state detached in between (FPTT, K = T)
+    with use_fused(True if fused is None else fused):
+        for x in xs:
+            (layer(x) * w).sum().backward()
+            layer.detach()
+    layer.zero_grad(set_to_none=True)
+
+
+def _interleave(runs: dict, rounds: int, warmup: int, clock) -> dict:
+    times = {k: [] for k in runs}
+    for r in range(warmup + rounds):
+        for k, fn in runs.items():
+            t0 = clock()
+            fn()
+            if r >= warmup:
+                times[k].append(clock() - t0)
+    return times
+
+
+def _ratio(a, b) -> float:
+    return statistics.median(x / y for x, y in zip(a, b))
+
+
+def cell_table(hidden=(128, 256), *, batch_size: int = 128, steps: int = 20, rounds: int = 7, warmup: int = 1,
+               threads: int | None = 1, clock: str = "process") -> dict:
+    """ms per step (forward + backward) of the LTC-SN layer, fused and plain, and of the gated cell.
+
+    >>> r = cell_table(hidden=(8,), batch_size=2, steps=2, rounds=1, warmup=0, clock="wall")
+    >>> list(r["ms_per_step"]["8"])
+    ['ltc fused', 'ltc plain', 'gated cell']
+    """
+    if rounds < 1 or warmup < 0 or steps < 1:
+        raise ValueError(f"need rounds >= 1, warmup >= 0, steps >= 1, got {rounds}, {warmup}, {steps}")
+    tick = _CLOCKS[clock]
+    old = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    out = {"config": {"hidden": list(hidden), "batch_size": batch_size, "steps": steps, "rounds": rounds,
+                      "warmup": warmup, "threads": threads, "clock": clock, "torch": torch.__version__},
+           "ms_per_step": {}, "ratios": {}, "seconds": {}}
+    try:
+        for n in hidden:
+            torch.manual_seed(0)
+            ltc, cell = _LTCLayer(n, n), GatedCell(n, n)
+            g = torch.Generator().manual_seed(1)
+            xs, w = (torch.rand(steps, batch_size, n, generator=g) < 0.2).float(), torch.randn(batch_size, n,
+                                                                                             generator=g)
+            times = _interleave({"ltc fused": lambda: _online(ltc, xs, w, True),  # noqa: B023 (run at once)
+                                 "ltc plain": lambda: _online(ltc, xs, w, False),  # noqa: B023
+                                 "gated cell": lambda: _online(cell, xs, w, None)},  # noqa: B023
+                                rounds, warmup, tick)
+            key = str(n)
+            out["seconds"][key] = times
+            out["ms_per_step"][key] = {k: 1e3 * statistics.median(v) / steps for k, v in times.items()}
+            out["ratios"][key] = {"ltc fused / gated cell": _ratio(times["ltc fused"], times["gated cell"]),
+                                  "ltc plain / gated cell": _ratio(times["ltc plain"], times["gated cell"]),
+                                  "ltc fused / ltc plain": _ratio(times["ltc fused"], times["ltc plain"])}
+    finally:
+        torch.set_num_threads(old)
+    return out
+
+
+def addtask_table(*, T: int = 1000, batch_size: int = 128, K_values=(10,), hidden: int = 128, rounds: int = 3,
+                  warmup: int = 1, threads: int | None = 1, clock: str = "process") -> dict:
+    """Seconds per Add-task iteration (``train_batch`` on one batch), fused and plain, per K.
+
+    >>> r = addtask_table(T=4, batch_size=2, K_values=(2,), hidden=4, rounds=1, warmup=0)
+    >>> sorted(r["seconds_per_iteration"]["K=2"]), r["ratios"]["K=2"] > 0
+    (['fused', 'plain'], True)
+    """
+    from ..data.addtask import AddTask
+    from ..fptt.loop import SequenceTrainer
+    from ..fptt.losses import RegressionEndLoss
+    from ..zoo.srnn import addtask_model
+
+    if rounds < 1 or warmup < 0:
+        raise ValueError(f"need rounds >= 1 and warmup >= 0, got rounds={rounds}, warmup={warmup}")
+    tick = _CLOCKS[clock]
+    old = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    out = {"config": {"T": T, "batch_size": batch_size, "K": list(K_values), "hidden": hidden, "rounds": rounds,
+                      "warmup": warmup, "threads": threads, "clock": clock, "model": "ltc (the authors' Add-task neuron)",
+                      "optimizer": "Adam(lr=3e-3)", "max_grad_norm": 1.0, "torch": torch.__version__},
+           "seconds_per_iteration": {}, "ratios": {}, "seconds": {}}
+    try:
+        x, y = AddTask(T, batch_size, 0).batch(0)
+        for K in K_values:
+            trainers = {}
+            for variant in ("fused", "plain"):
+                torch.manual_seed(0)
+                net, _ = addtask_model("ltc", hidden, readout="mem", threshold=0.5, beta_a=0.0,
+                                       detach_adaptation=False)
+                loss = RegressionEndLoss(T, "window", K=K)
+                trainers[variant] = SequenceTrainer(net, torch.optim.Adam(net.parameters(), lr=3e-3), method="fptt",
+                                                    K=K, loss=loss, max_grad_norm=1.0)
+
+            def run(variant, trainers=trainers):
+                with use_fused(variant == "fused"):
+                    trainers[variant].train_batch(x, y)
+
+            times = _interleave({v: (lambda v=v: run(v)) for v in trainers}, rounds, warmup, tick)
+            key = f"K={K}"
+            out["seconds"][key] = times
+            out["seconds_per_iteration"][key] = {k: statistics.median(v) for k, v in times.items()}
+            out["ratios"][key] = _ratio(times["fused"], times["plain"])
+    finally:
+        torch.set_num_threads(old)
+    return out
