@@ -83,6 +83,11 @@ class SpikeRule(NamedTuple):
 
     ``backward(grad, x)`` returns ``grad * dS/dx``; ``strict`` means ``S = x > 0``
     (snnTorch) rather than ``x >= 0``.
+
+    >>> import torch
+    >>> ste = SpikeRule(lambda grad, x: grad, strict=True)     # a straight-through estimator
+    >>> ste.backward(torch.ones(2), torch.zeros(2)), ste.strict
+    (tensor([1., 1.]), True)
     """
 
     backward: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
