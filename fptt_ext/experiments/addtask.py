@@ -218,7 +218,7 @@ def run_addtask(T: int = 1000, method: str = "fptt", model: str = "ltc", iterati
                 lr_milestones=(), lr_gamma: float = 0.1) -> dict:
     """Train ``model`` on the Add-task of length ``T`` with ``method``; returns the summary.
 
-    The defaults are the authors' released recipe (SPEC section 6; docs/recipes.md):
+    The defaults are the authors' released recipe (docs/recipes.md):
     batch 128, Adam 3e-3, FPTT over K = 10 windows, gradient-norm clipping at 1.0,
     their Add-task neuron (a constant threshold of 0.5, no adaptation) with
     ``Linear(128, 1)`` on the membrane potential, the per-window loss weight
