@@ -110,6 +110,18 @@ def authors_table(files: list[str]) -> str:
     return "\n".join(rows) + "\n"
 
 
+def noise_table(files: list[str]) -> str:
+    """Held-out batch MSE of a fixed checkpoint over its mean (scripts/addtask_heldout_noise.py)."""
+    rows = [("| checkpoint (file) | batches of | batches | mean MSE | batch MSE / mean: median, 99th, 99.9th "
+             "percentile | largest |"), "|---|---|---|---|---|---|"]
+    for rel in files:
+        s = load(rel)
+        q = s["ratio_to_mean_quantiles"]
+        rows.append(f"| `{s['checkpoint']}` ([file](results/{rel})) | {s['batch_size']} | {s['batches']} | "
+                    f"{_f(s['mean_mse'])} | {q['50']:.2f}, {q['99']:.2f}, {q['99.9']:.2f} | {s['max_ratio']:.2f} |")
+    return "\n".join(rows) + "\n"
+
+
 def zoo_table() -> str:
     rows = ["| checkpoint (card) | trained with | test score (`fptt-ext eval NAME`) |", "|---|---|---|"]
     for card_path in sorted((ROOT / "zoo").glob("*.json")):
@@ -135,6 +147,9 @@ def tables() -> dict[str, str]:
     authors = sorted(p.relative_to(RESULTS).as_posix() for p in (RESULTS / "addtask" / "authors").glob("*.json"))
     if authors:
         out["addtask-authors-logs"] = authors_table(authors)
+    noise = sorted(p.relative_to(RESULTS).as_posix() for p in (RESULTS / "addtask" / "noise").glob("*.json"))
+    if noise:
+        out["addtask-heldout-noise"] = noise_table(noise)
     cls = RESULTS / "classify"
     for group in sorted(p.name for p in cls.iterdir() if p.is_dir()) if cls.is_dir() else []:
         files = sorted(p.relative_to(RESULTS).as_posix() for p in (cls / group).glob("*.json"))
