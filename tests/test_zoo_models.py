@@ -113,6 +113,21 @@ def test_neuron_switch_keeps_the_architecture():
     assert isinstance(create_model("ostl_rmnist", neuron="plif").layers[1], ParametricLIFNode)
 
 
+def test_the_plif_baseline_is_not_silent_at_initialisation():
+    # With SpikingJelly's default threshold of 1.0 no neuron of this net fires on rate-coded
+    # images (so no surrogate gradient either); at the LTC-SN's b0 the first layer does.
+    from fptt_ext.data.encodings import encode
+
+    torch.manual_seed(0)
+    model = create_model("ostl_rmnist", neuron="plif")
+    spikes = []
+    model.layers[1].register_forward_hook(lambda m, i, o: spikes.append(o))
+    x = encode("rate", torch.rand(16, 784) * 0.5, 20)  # [T, B, 784]
+    for x_t in x:
+        model(x_t)
+    assert 0.01 < torch.stack(spikes).mean().item() < 0.9
+
+
 def test_bad_input_is_refused_clearly():
     model = create_model("scnn_fmnist_narrow")
     with pytest.raises(ValueError, match=r"expects input \[B, 1, 28, 28\], got shape \(2, 784\)"):
