@@ -41,7 +41,7 @@ import torch
 from . import fused
 from .surrogate import MultiGaussian
 
-__all__ = ["RESET_MECHANISMS", "adaptive_step", "alif_step", "li_step", "ltc_step"]
+__all__ = ["RESET_MECHANISMS", "adaptive_step", "alif_step", "delayed_reset", "li_step", "ltc_step"]
 
 RESET_MECHANISMS = ("zero", "subtract", "none")
 _DEFAULT_SPIKE = MultiGaussian()
@@ -138,6 +138,9 @@ def ltc_step(
     spk: torch.Tensor,
     gate_m: Gate,
     gate_adp: Gate,
+    *,
+    gain: float = 1.0,
+    reset_delay: bool = False,
     **kwargs,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One LTC-SN step: the time constants are gates of the input and state.
@@ -145,6 +148,14 @@ def ltc_step(
     ``gate_m(cur, mem)`` and ``gate_adp(cur, b)`` return pre-sigmoid values
     (a :class:`~fptt_ext.neurons.gates.DenseGate`, ``ConvGate`` or
     ``ConstantGate``); keyword arguments go to :func:`adaptive_step`.
+
+    ``gain`` scales the input current: ``u_t = u_{t-1} + alpha_t (gain * I_t - u_{t-1})``, with
+    ``mem``, ``b0`` and ``beta_a`` in that scale and the gates fed ``(I_t, mem / gain)``. This is
+    the papers' neuron for the membrane ``mem / gain`` with threshold ``(b0 + beta_a b) / gain``;
+    ``gain = 1 / (1 - beta)`` is the scale of ``snn.Leaky(beta)``. ``reset_delay`` takes ``mem``
+    as the previous step's membrane before its reset, applies that reset first
+    (:func:`delayed_reset`) and returns this step's membrane before its own: the spikes and
+    adaptation are the same as without it.
 
     Example:
         >>> import torch
@@ -154,7 +165,47 @@ def ltc_step(
         >>> spk.tolist()
         [[0.0, 0.0, 1.0]]
     """
-    return _gated_step(cur, mem, b, spk, gate_m(cur, mem), gate_adp(cur, b), **kwargs)
+    cur, mem, state_m, kwargs = _before_step(cur, mem, b, spk, gain, reset_delay, kwargs)
+    return _gated_step(cur, mem, b, spk, gate_m(state_m[0], state_m[1]), gate_adp(state_m[0], b), **kwargs)
+
+
+def delayed_reset(mem: torch.Tensor, spk: torch.Tensor, b: torch.Tensor, *, b0: float | torch.Tensor = 0.1,
+                  beta_a: float = 1.8, reset_mechanism: str = "zero", detach_reset: bool = False) -> torch.Tensor:
+    """The reset of step t-1, applied at the start of step t: snnTorch's ``reset_delay=True``.
+
+    ``mem`` is the membrane of step t-1 *before* its reset, ``spk`` and ``b`` that step's spike
+    and adaptation, so the threshold it crossed was ``b0 + beta_a * b``. The result is the
+    membrane after the reset, the ``u_{t-1}`` the next step starts from: the same as an
+    immediate reset, one call later.
+
+    Example:
+        >>> import torch
+        >>> mem, spk, b = torch.tensor([[0.3, 0.05]]), torch.tensor([[1.0, 0.0]]), torch.zeros(1, 2)
+        >>> delayed_reset(mem, spk, b).tolist(), delayed_reset(mem, spk, b, reset_mechanism="subtract")
+        ([[0.0, 0.05000000074505806]], tensor([[0.2000, 0.0500]]))
+    """
+    if reset_mechanism not in RESET_MECHANISMS:
+        raise ValueError(f"reset_mechanism must be one of {RESET_MECHANISMS}, got {reset_mechanism!r}")
+    gate = spk.detach() if detach_reset else spk
+    if reset_mechanism == "zero":
+        return mem * (1.0 - gate)
+    if reset_mechanism == "subtract":
+        return mem - gate * (b0 + beta_a * b)
+    return mem
+
+
+def _before_step(cur, mem, b, spk, gain, reset_delay, kwargs):
+    """Apply a delayed reset and the input gain; returns what the gates see (in the papers' scale)."""
+    if reset_delay:
+        mem = delayed_reset(mem, spk, b, b0=kwargs.get("b0", 0.1), beta_a=kwargs.get("beta_a", 1.8),
+                            reset_mechanism=kwargs.get("reset_mechanism", "zero"),
+                            detach_reset=kwargs.get("detach_reset", False))
+        kwargs = {**kwargs, "reset_mechanism": "none"}  # this step's reset waits for the next call
+    if gain == 1.0:  # the papers' scale: nothing to convert (and bit-identical to it)
+        return cur, mem, (cur, mem), kwargs
+    # The gates see the current and the membrane in the papers' scale, whatever the gain:
+    # their weights and biases then mean the same, and 20x larger inputs do not saturate them.
+    return cur * gain, mem, (cur, mem / gain), kwargs
 
 
 def _gated_step(cur, mem, b, spk, logit_m, logit_adp, **kwargs):
@@ -174,9 +225,14 @@ def alif_step(
     spk: torch.Tensor,
     p_m: torch.Tensor,
     p_adp: torch.Tensor,
+    *,
+    gain: float = 1.0,
+    reset_delay: bool = False,
     **kwargs,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One ALIF step: ``alpha = σ(p_m)`` and ``rho = σ(p_adp)`` are learned constants.
+
+    ``gain`` and ``reset_delay`` as in :func:`ltc_step`.
 
     Example:
         >>> import torch
@@ -185,6 +241,7 @@ def alif_step(
         >>> spk.item(), mem.item()                       # alpha = 0.5: u = 0.5 > 0.1, fires, resets
         (1.0, 0.0)
     """
+    cur, mem, _, kwargs = _before_step(cur, mem, b, spk, gain, reset_delay, kwargs)
     return _gated_step(cur, mem, b, spk, p_m, p_adp, **kwargs)
 
 

@@ -128,17 +128,18 @@ class _SnnTorchNeuron(GatedNeuron, snn.Leaky):
 
 class _AdaptiveSpiking(_SnnTorchNeuron):
     _state_names = ("_mem", "b", "spk")
+    _leaky_scale_default = "beta"  # leaky_scale=None means: True when beta is given
 
     def __init__(
         self,
         beta=None,
-        threshold=0.1,
+        threshold=None,
         spike_grad=None,
         surrogate_disable=False,
         init_hidden=False,
         learn_beta=True,
         learn_threshold=False,
-        reset_mechanism="zero",
+        reset_mechanism=None,
         output=False,
         *,
         size=None,
@@ -150,18 +151,41 @@ class _AdaptiveSpiking(_SnnTorchNeuron):
         detach_adaptation=False,
         liquid_m=True,
         liquid_adp=True,
+        leaky_scale=None,
+        reset_delay=None,
+        graded_spikes_factor=1.0,
+        learn_graded_spikes_factor=False,
     ):
+        if leaky_scale is None:
+            leaky_scale = beta is not None if self._leaky_scale_default == "beta" else False
+        if leaky_scale and beta is None:
+            raise ValueError(f"{type(self).__name__}: leaky_scale=True needs beta (the scale is 1 / (1 - beta))")
+        # snnTorch's defaults in snn.Leaky's scale, the papers' otherwise (SPEC section 1)
+        threshold = (1.0 if leaky_scale else 0.1) if threshold is None else threshold
+        reset_mechanism = ("subtract" if leaky_scale else "zero") if reset_mechanism is None else reset_mechanism
+        # an invalid beta gets its message from _setup_gates below
+        gain = 1.0 / (1.0 - beta) if leaky_scale and isinstance(beta, (int, float)) and 0 < beta < 1 else 1.0
+        if spike_grad is None:
+            # The papers' surrogate of the papers'-scale membrane u = mem / gain:
+            # d/dmem MG(mem / gain; sigma) = MG(mem; gain * sigma), exactly.
+            spike_grad = MultiGaussian(sigma=0.3 * gain)
         super().__init__(
             beta=0.0,
             threshold=torch.tensor(float(threshold), dtype=torch.float64),
-            spike_grad=MultiGaussian() if spike_grad is None else spike_grad,
+            spike_grad=spike_grad,
             surrogate_disable=surrogate_disable,
             init_hidden=init_hidden,
             learn_threshold=learn_threshold,
             reset_mechanism=reset_mechanism,
             output=output,
+            graded_spikes_factor=graded_spikes_factor,
+            learn_graded_spikes_factor=learn_graded_spikes_factor,
+            reset_delay=bool(leaky_scale) if reset_delay is None else bool(reset_delay),
         )
         self._drop_leaky_beta(beta)
+        self.leaky_scale = bool(leaky_scale)
+        # Valid beta (0 < beta < 1) is checked with the gates below; the gain is only computed then.
+        self._graded = bool(learn_graded_spikes_factor) or float(graded_spikes_factor) != 1.0
         self.beta_a, self.detach_reset = float(beta_a), bool(detach_reset)
         self.detach_adaptation = bool(detach_adaptation)
         self._setup_gates(
@@ -171,24 +195,31 @@ class _AdaptiveSpiking(_SnnTorchNeuron):
             decays={"gate_m": beta, "gate_adp": adaptation_decay},
             trainable={"gate_m": learn_beta, "gate_adp": learn_adaptation},
         )
+        self.gain = gain
 
     def forward(self, input_: torch.Tensor, mem: torch.Tensor | None = None):
         self._check_input(input_)
         self._prepare_states(input_, mem)
         spk, self._mem, self.b = ltc_step(
             input_, self._mem, self.b, self.spk, self.gate_m, self.gate_adp,
+            gain=self.gain, reset_delay=self.reset_delay,
             b0=self.threshold, beta_a=self.beta_a, spike_fn=self.spike_grad,
             reset_mechanism=self.reset_mechanism, detach_reset=self.detach_reset,
             detach_adaptation=self.detach_adaptation,
         )
-        self.spk = spk
+        self.spk = spk  # the binary spike: it drives the adaptation and the (delayed) reset
         self._mem_had_graph = self._mem.requires_grad
+        if self._graded:
+            spk = spk * self.graded_spikes_factor
         if self.init_hidden and not self.output:
             return spk
         return spk, self._mem
 
     def extra_repr(self) -> str:
-        return f"size={self.size}, conv={self.conv}, b0={float(self.threshold):g}, beta_a={self.beta_a:g}, reset={self.reset_mechanism!r}"
+        scale = f", leaky_scale=True (gain {self.gain:g})" if self.leaky_scale else ""
+        delay = ", reset_delay=True" if self.reset_delay else ""
+        return (f"size={self.size}, conv={self.conv}, b0={float(self.threshold):g}, beta_a={self.beta_a:g}, "
+                f"reset={self.reset_mechanism!r}{delay}{scale}")
 
 
 class LTC(_AdaptiveSpiking):
@@ -240,8 +271,8 @@ class LTC(_AdaptiveSpiking):
         'ConvGate'
     """
 
-    def __init__(self, beta=None, threshold=0.1, spike_grad=None, surrogate_disable=False,
-                 init_hidden=False, learn_beta=True, learn_threshold=False, reset_mechanism="zero",
+    def __init__(self, beta=None, threshold=None, spike_grad=None, surrogate_disable=False,
+                 init_hidden=False, learn_beta=True, learn_threshold=False, reset_mechanism=None,
                  output=False, *, liquid_adp=True, **kwargs):
         super().__init__(beta, threshold, spike_grad, surrogate_disable, init_hidden, learn_beta,
                          learn_threshold, reset_mechanism, output, liquid_m=True,
@@ -263,8 +294,10 @@ class ALIF(_AdaptiveSpiking):
         [[1.0, 1.0, 1.0]]
     """
 
-    def __init__(self, beta=None, threshold=0.1, spike_grad=None, surrogate_disable=False,
-                 init_hidden=False, learn_beta=True, learn_threshold=False, reset_mechanism="zero",
+    _leaky_scale_default = False  # beta sets the constant decay only, as in the papers' ASRNN
+
+    def __init__(self, beta=None, threshold=None, spike_grad=None, surrogate_disable=False,
+                 init_hidden=False, learn_beta=True, learn_threshold=False, reset_mechanism=None,
                  output=False, **kwargs):
         super().__init__(beta, threshold, spike_grad, surrogate_disable, init_hidden, learn_beta,
                          learn_threshold, reset_mechanism, output, liquid_m=False,
