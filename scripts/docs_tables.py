@@ -19,7 +19,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results"
-DOCS = ("docs/results.md", "docs/addtask.md", "docs/recipes.md", "docs/zoo.md")
+DOCS = ("docs/results.md", "docs/addtask.md", "docs/recipes.md", "docs/zoo.md", "docs/snntorch-tutorials.md")
 BLOCK = re.compile(r"(<!-- table: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- end table -->)", re.DOTALL)
 
 
@@ -135,6 +135,15 @@ def zoo_table() -> str:
     return "\n".join(rows) + "\n"
 
 
+def _bench_tutorials():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_tutorials", ROOT / "scripts" / "bench_tutorials.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def tables() -> dict[str, str]:
     """Every table by name; each lists the files it is made of."""
     out = {"zoo-checkpoints": zoo_table()}
@@ -150,6 +159,9 @@ def tables() -> dict[str, str]:
     noise = sorted(p.relative_to(RESULTS).as_posix() for p in (RESULTS / "addtask" / "noise").glob("*.json"))
     if noise:
         out["addtask-heldout-noise"] = noise_table(noise)
+    bench = _bench_tutorials()
+    if bench.load_results():  # docs/results/snntorch/*.json, written and rendered by scripts/bench_tutorials.py
+        out["snntorch-tutorials"] = bench.render_table(bench.load_results())
     cls = RESULTS / "classify"
     for group in sorted(p.name for p in cls.iterdir() if p.is_dir()) if cls.is_dir() else []:
         files = sorted(p.relative_to(RESULTS).as_posix() for p in (cls / group).glob("*.json"))

@@ -9,6 +9,8 @@ and accuracy, ``surrogate``, ``spikegen``, ``spikeplot``).
 
 from __future__ import annotations
 
+import math
+
 import matplotlib
 import pytest
 import snntorch as snn
@@ -70,7 +72,7 @@ def test_leaky_scale_is_the_papers_neuron_on_a_rescaled_membrane(kind):
     torch.manual_seed(1)
     beta, gain = 0.8, 5.0
     scaled = kind(beta=beta, leaky_scale=True, size=5, reset_delay=False).double()
-    papers = kind(beta=beta, leaky_scale=False, size=5, threshold=1.0 / gain, beta_a=1.8 / gain,
+    papers = kind(beta=beta, leaky_scale=False, size=5, threshold=1.0 / gain, beta_a=scaled.beta_a / gain,
                   reset_mechanism="subtract", spike_grad=fptt_ext.MultiGaussian()).double()
     papers.load_state_dict(_gates_only(scaled), strict=False)
     assert scaled.gain == pytest.approx(gain)
@@ -121,6 +123,11 @@ def test_defaults_with_and_without_beta():
     assert (float(snntorch_like.threshold), snntorch_like.reset_mechanism, snntorch_like.reset_delay) == (
         1.0, "subtract", True)
     assert snntorch_like.gain == pytest.approx(10.0)
+    # a slower, weaker adaptation in snnTorch's scale: tau_adp = 200 steps, at most double the threshold
+    assert (papers.beta_a, snntorch_like.beta_a) == (1.8, pytest.approx(0.9))
+    snntorch_like(torch.zeros(1, 3))
+    rho = torch.sigmoid(snntorch_like.gate_adp.bias.detach().double())
+    assert torch.allclose(rho, torch.full((3,), math.exp(-1 / 200), dtype=torch.float64), atol=1e-6)
     # ALIF's beta keeps its meaning of the papers' ASRNN (the constant decay) unless asked
     alif = fptt_ext.ALIF(beta=0.9)
     assert (float(alif.threshold), alif.gain) == (0.1, 1.0)

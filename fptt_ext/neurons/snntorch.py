@@ -21,7 +21,7 @@ import snntorch as snn
 import torch
 
 from .functional import li_step, ltc_step
-from .gates import GatedNeuron
+from .gates import DEFAULT_DECAY, GatedNeuron
 from .surrogate import MultiGaussian
 
 __all__ = ["ALIF", "LI", "LTC"]
@@ -144,7 +144,7 @@ class _AdaptiveSpiking(_SnnTorchNeuron):
         *,
         size=None,
         conv=None,
-        beta_a=1.8,
+        beta_a=None,
         adaptation_decay=None,
         learn_adaptation=True,
         detach_reset=False,
@@ -163,6 +163,13 @@ class _AdaptiveSpiking(_SnnTorchNeuron):
         # snnTorch's defaults in snn.Leaky's scale, the papers' otherwise (SPEC section 1)
         threshold = (1.0 if leaky_scale else 0.1) if threshold is None else threshold
         reset_mechanism = ("subtract" if leaky_scale else "zero") if reset_mechanism is None else reset_mechanism
+        if leaky_scale:
+            # A slow, moderate adaptation in snnTorch's scale: the ASRNN's tau_adp = 200 steps, and a
+            # threshold that at most doubles (0.9 x threshold). The papers' 1.8 over b0 = 0.1 with a fast
+            # adaptation cost 10 points in snnTorch's tutorial 6 (docs/snntorch-tutorials.md).
+            beta_a = 0.9 * float(threshold) if beta_a is None else beta_a
+            adaptation_decay = DEFAULT_DECAY["gate_adp"] if adaptation_decay is None else adaptation_decay
+        beta_a = 1.8 if beta_a is None else beta_a
         # an invalid beta gets its message from _setup_gates below
         gain = 1.0 / (1.0 - beta) if leaky_scale and isinstance(beta, (int, float)) and 0 < beta < 1 else 1.0
         if spike_grad is None:
@@ -237,25 +244,44 @@ class LTC(_AdaptiveSpiking):
     the optimizer after the first forward pass when the size is inferred, as with
     PyTorch's lazy modules.
 
+    **snnTorch's scale.** Passing ``beta``, as every ``snn.Leaky(beta=...)`` call does, switches on
+    ``leaky_scale``: the input is multiplied by ``gain = 1 / (1 - beta)``, the DC gain of
+    ``snn.Leaky``, so that at the start (``alpha = 1 - beta``) the membrane follows
+    ``mem_t = beta mem_{t-1} + I_t`` exactly as ``snn.Leaky(beta)``; the threshold (1.0), reset
+    (``"subtract"``, with ``reset_delay``: the ``mem`` returned is the one before its reset) and
+    surrogate keep snnTorch's sizes. The gates see ``(I_t, mem / gain)``, the papers' scale, and the
+    spikes and adaptation are the papers' neuron's for the membrane ``mem / gain`` (tested step by
+    step). Without ``beta`` every default is the papers' (SPEC section 1). Where an LTC-SN differs
+    from a LIF, and what to do: docs/howto/snntorch.md.
+
     Args:
         beta: initial membrane decay; sets the bias of ``gate_m`` so that
-            ``1 - alpha ≈ beta`` at start. ``None`` keeps PyTorch's default init.
-        threshold: baseline threshold ``b0`` (0.1).
-        spike_grad: any ``x -> spikes`` callable (snnTorch surrogates work);
-            default multi-Gaussian.
+            ``1 - alpha ≈ beta`` at start, and switches on ``leaky_scale``. ``None`` keeps
+            PyTorch's default init and the papers' scale.
+        threshold: baseline threshold ``b0``: 1.0 in snnTorch's scale, 0.1 (papers) otherwise.
+        spike_grad: any ``x -> spikes`` callable (snnTorch surrogates work, applied to
+            ``mem - threshold`` as in ``snn.Leaky``); default the papers' multi-Gaussian of the
+            papers'-scale membrane (its width times ``gain``).
         init_hidden, output: as in ``snn.Leaky``.
         learn_beta: train ``gate_m`` (``False`` freezes it at its initial value).
         learn_threshold: make ``b0`` a parameter.
-        reset_mechanism: ``"zero"`` (papers), ``"subtract"`` (``u -= s*theta``) or ``"none"``.
+        reset_mechanism: ``"zero"`` (papers' default), ``"subtract"`` (``u -= s*theta``, snnTorch's
+            default) or ``"none"``.
         size, conv: explicit number of neurons (or channels with ``conv=True``).
-        beta_a: adaptation strength (1.8).
-        adaptation_decay: initial ``rho``, sets the bias of ``gate_adp``.
+        beta_a: adaptation strength: 1.8 (papers), ``0.9 * threshold`` in snnTorch's scale.
+        adaptation_decay: initial ``rho``, sets the bias of ``gate_adp``; in snnTorch's scale
+            ``exp(-1/200)`` by default (the papers' ASRNN start), else PyTorch's default init.
         learn_adaptation: train ``gate_adp``.
         liquid_adp: ``False`` makes ``rho`` a learned constant (the "LTC-minus" ablation).
         detach_reset: no gradient through the reset.
         detach_adaptation: no gradient through the spike that drives the adaptation
             ``b`` (forward unchanged). Over long BPTT windows the loop spike -> ``b`` ->
             threshold -> spike can explode the gradient; this cuts it (docs/recipes.md).
+        leaky_scale: snnTorch's scale as described above; default ``True`` when ``beta`` is given.
+        reset_delay: return (and keep) the membrane before its reset and apply the reset at the
+            next call, as ``snn.Leaky``; the spikes do not change. Default: ``leaky_scale``.
+        graded_spikes_factor, learn_graded_spikes_factor: scale the returned spikes, as in
+            snnTorch (the adaptation and reset use the binary spike).
 
     States ``mem``, ``b`` (adaptation) and ``spk`` (last spike) are attributes. Passing
     ``mem`` sets only the membrane: start each new sequence with ``mem = ltc.reset_mem()``
@@ -269,6 +295,9 @@ class LTC(_AdaptiveSpiking):
         torch.Size([2, 4, 8, 8])
         >>> type(net[1].gate_m).__name__
         'ConvGate'
+        >>> lif = fptt_ext.LTC(beta=0.95)                  # the snn.Leaky(beta=0.95) swap
+        >>> float(lif.threshold), lif.reset_mechanism, lif.reset_delay, round(lif.gain, 6)
+        (1.0, 'subtract', True, 20.0)
     """
 
     def __init__(self, beta=None, threshold=None, spike_grad=None, surrogate_disable=False,
@@ -284,7 +313,9 @@ class ALIF(_AdaptiveSpiking):
 
     ``alpha = σ(p_m)`` and ``rho = σ(p_adp)`` per neuron (per channel for conv
     input); they start at ``tau_m = 20`` and ``tau_adp = 200`` steps unless
-    ``beta`` / ``adaptation_decay`` are given. Same arguments as :class:`LTC`.
+    ``beta`` / ``adaptation_decay`` are given. Same arguments as :class:`LTC`, except that
+    ``beta`` keeps the papers' meaning (the constant's start, in the papers' scale) unless
+    ``leaky_scale=True`` is given too.
 
     Example:
         >>> import torch, fptt_ext
