@@ -58,6 +58,12 @@ class Tutorial5Net(nn.Module):
     ``neuron`` is called as ``neuron(beta=beta)``, as the tutorial calls ``snn.Leaky``.
     ``forward(x)`` with ``x`` ``[B, 784]`` (the same image every step) returns the output
     spikes and membranes ``[num_steps, B, 10]``.
+
+    Example:
+        >>> import torch, snntorch as snn
+        >>> spk, mem = Tutorial5Net(snn.Leaky, num_hidden=8, num_steps=4)(torch.rand(3, 784))
+        >>> spk.shape
+        torch.Size([4, 3, 10])
     """
 
     def __init__(self, neuron=snn.Leaky, num_inputs: int = 784, num_hidden: int = 1000, num_outputs: int = 10,
@@ -125,6 +131,13 @@ def forward_pass(net: nn.Module, data: torch.Tensor, num_steps: int | None = Non
 
     With ``num_steps`` the same ``data`` ``[B, ...]`` is fed at every step (tutorial 6);
     without, ``data`` is a sequence ``[T, B, ...]`` (tutorial 7's event frames).
+
+    Example:
+        >>> import torch, torch.nn as nn, fptt_ext
+        >>> net = nn.Sequential(nn.Linear(4, 3), fptt_ext.LTC(beta=0.5, init_hidden=True, output=True))
+        >>> spk, mem = forward_pass(net, torch.rand(2, 4), num_steps=5)
+        >>> spk.shape, mem.shape
+        (torch.Size([5, 2, 3]), torch.Size([5, 2, 3]))
     """
     utils.reset(net)
     steps = [data] * num_steps if num_steps is not None else data
