@@ -79,7 +79,8 @@ def render_table(results: list[dict]) -> str:
     for r in results:
         s, cfg, base = r["summary"], r["config"], r["baseline"]
         n_seeds = len(s[base]["test_accuracy_runs"])
-        budget = (f"{cfg['epochs']} epoch, {cfg['train_images']:,} train / {cfg['test_images']:,} test images, "
+        budget = (f"{cfg['epochs']} epoch{'s' if cfg['epochs'] > 1 else ''}, {cfg['train_images']:,} train / "
+                  f"{cfg['test_images']:,} test images, "
                   f"{n_seeds} seed{'s' if n_seeds > 1 else ''}")
 
         def acc(n, s=s, base=base):
