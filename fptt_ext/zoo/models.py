@@ -162,10 +162,10 @@ def srnn_dvsgesture(neuron: str = "ltc", backend: str = "snntorch", hidden: int 
     "srnn_addtask", task="regression", dataset="addtask", encoding="addtask", T=1000,
     paper_test_accuracy=None, paper_metric="Add-task MSE (the paper: converges to ~0 with FPTT)",
     architecture="128R-Linear1", num_params=82_689,
-    train_command="fptt-ext addtask --T 1000 --model ltc --iterations 2000 --lr-milestones 1400 1800 --lr-gamma 0.3 "
-                  "--threads 1 --out runs/addtask/fptt-ltc-fixed",
+    train_command="fptt-ext addtask --T 1000 --model ltc --iterations 2000 --lr-milestones 1400 1600 1800 "
+                  "--lr-gamma 0.3 --threads 1 --out runs/addtask/fptt-ltc-steps",
     recipe={"optimizer": "adam", "lr": 3e-3, "batch_size": 128, "K": 10, "clip": 1.0, "loss_weighting": "window",
-            "readout": "mem", "threshold": 0.5, "beta_a": 0.0, "lr_milestones": [1400, 1800], "lr_gamma": 0.3},
+            "readout": "mem", "threshold": 0.5, "beta_a": 0.0, "lr_milestones": [1400, 1600, 1800], "lr_gamma": 0.3},
     description="128 recurrent LTC-SN (the authors' Add-task neuron: threshold 0.5, no adaptation) and a "
                 "Linear(128, 1) readout of the membrane potential")
 def srnn_addtask(neuron: str = "ltc", backend: str = "snntorch", hidden: int = 128, step_mode: str = "s",
