@@ -170,3 +170,16 @@ def test_cli_cell_and_addtask_write_json(tmp_path, capsys):
     r = json.loads(js.read_text())
     assert sorted(r["seconds_per_iteration"]) == ["K=2", "K=6"] and r["config"]["clock"] == "process"
     assert "fused / plain" in capsys.readouterr().out
+
+
+def test_cli_multistep_writes_json_and_refuses_bad_shapes(tmp_path, capsys):
+    js = tmp_path / "multistep.json"
+    assert main(["bench", "multistep", "--shapes", "3x2x4", "5x1x3", "--rounds", "1", "--json", str(js)]) == 0
+    r = json.loads(js.read_text())
+    assert list(r["ms_per_window"]) == ["T=3 B=2 N=4", "T=5 B=1 N=3"]
+    assert set(r["ms_per_window"]["T=3 B=2 N=4"]) == {"fast", "generic"}
+    assert len(r["seconds"]["T=5 B=1 N=3"]["fast"]) == 1 and r["ratios"]["T=5 B=1 N=3"] > 0
+    assert "generic / fast" in capsys.readouterr().out
+    for bad in ("3x2", "3x0x4", "axbxc"):
+        with pytest.raises(SystemExit, match="--shapes expects TxBxN"):
+            main(["bench", "multistep", "--shapes", bad, "--rounds", "1"])

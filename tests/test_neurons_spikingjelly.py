@@ -1,6 +1,6 @@
 """SpikingJelly adapters (fptt_ext.spikingjelly.LTCNode / ALIFNode / LINode).
 
-Covers: multi-step == loop of single steps, the PLIF FashionMNISTNet with
+Covers: multi-step == loop of single steps (to rounding), the PLIF FashionMNISTNet with
 LTC-SN nodes, reset_net / detach_net, gradients into the gates, state_dict
 round trips and float32/float64 operation.
 """
@@ -49,9 +49,14 @@ def test_multistep_equals_single_step_loop(name, factory, shape):
     functional.reset_net(node)
     functional.set_step_mode(node, "s")
     out_s = torch.stack([node(x) for x in xs])
-    assert torch.equal(out_m, out_s)
+    # the window loop computes the gates' input share for all steps in one product: the same
+    # math, summed in another order (tests/test_neurons_multistep.py: equal to SpikingJelly's
+    # own loop over the single step to float64 rounding)
+    if not name.startswith("li"):
+        assert torch.equal(out_m, out_s)  # the same spikes
+    torch.testing.assert_close(out_m, out_s, rtol=1e-5, atol=1e-6)
     for k, v in _memories(node).items():
-        assert torch.equal(v, final_m[k]), k
+        torch.testing.assert_close(v, final_m[k], rtol=1e-5, atol=1e-6, msg=k)
     if not name.startswith("li"):
         assert 0 < out_m.sum() < out_m.numel()  # some, not all, neurons spiked
         assert torch.equal(out_m[-1], node.s)
@@ -70,7 +75,7 @@ def test_multistep_equals_single_step_loop_in_a_network_with_grads():
     functional.set_step_mode(net, "s")
     out_s = torch.stack([net(x) for x in xs])
     out_s.pow(2).sum().backward()
-    assert torch.equal(out_m, out_s)
+    torch.testing.assert_close(out_m, out_s, rtol=1e-5, atol=1e-6)
     assert {n for n in grads_m} == {n for n, _ in net.named_parameters()}
     for n, p in net.named_parameters():
         assert torch.allclose(p.grad, grads_m[n], rtol=1e-6, atol=1e-7), n

@@ -19,6 +19,7 @@ PAPER_LAYERS = {
     "ostl_rmnist": "256D-256D-10I",  # 784-256-256 LTC (dense), LI 10
     "ostl_mnist5k": "256D-256D-10I",  # the same net on the 5,000 real MNIST images
     "srnn_smnist": "512R-10I",  # 1 recurrent layer 512, LI 10
+    "srnn_smnist5k": "128R-10I",  # the same at 128, on the MNIST-5k images
     "srnn_psmnist": "512R-10I",
     "srnn_dvsgesture": "[1024,1024]-[512D,512D]-512R-11I",
     "srnn_addtask": "128R-Linear1",  # 128 recurrent LTC-SN, Linear -> 1
@@ -26,7 +27,7 @@ PAPER_LAYERS = {
 STEP_SHAPES = {"scnn_mnist": (1, 28, 28), "scnn_fmnist": (1, 28, 28), "scnn_fmnist_narrow": (1, 28, 28),
                "scnn_dvsgesture": (2, 128, 128), "scnn_dvscifar10": (2, 128, 128), "ostl_rmnist": (784,),
                "ostl_mnist5k": (784,),
-               "srnn_smnist": (1,), "srnn_psmnist": (1,), "srnn_dvsgesture": (2, 32, 32), "srnn_addtask": (2,)}
+               "srnn_smnist": (1,), "srnn_smnist5k": (1,), "srnn_psmnist": (1,), "srnn_dvsgesture": (2, 32, 32), "srnn_addtask": (2,)}
 SEQUENCE_MODELS = [n for n in list_models() if model_card(n)["task"] in ("classification", "regression")]
 
 

@@ -8,6 +8,7 @@ Example::
     fptt-ext bench profile --compare HEAD~3
     fptt-ext bench cell --hidden 128 256 --json cell.json     # LTC-SN step vs a gated cell, fused and plain
     fptt-ext bench addtask --K 10 1000                        # one Add-task iteration, fused and plain
+    fptt-ext bench multistep                                  # SpikingJelly step_mode="m": our window loop vs theirs
 """
 
 from __future__ import annotations
@@ -103,7 +104,15 @@ def _bench_arguments(p: argparse.ArgumentParser) -> None:
     a.add_argument("--clock", choices=("process", "wall"), default="process")
     a.add_argument("--json", default=None, metavar="FILE", help="also write the results as JSON")
 
-    for q in (s, m, sp, pr, c, a):
+    ms = sub.add_parser("multistep", help="SpikingJelly multi-step mode: the nodes' window loop (gates' input share "
+                                          "for the whole window) vs SpikingJelly's generic per-step loop")
+    ms.add_argument("--shapes", nargs="+", default=["20x16x128", "100x16x128", "20x128x256", "100x128x256"],
+                    metavar="TxBxN", help="windows: time steps x batch x width")
+    ms.add_argument("--rounds", type=_positive_int, default=7)
+    ms.add_argument("--clock", choices=("process", "wall"), default="process")
+    ms.add_argument("--json", default=None, metavar="FILE", help="also write the results as JSON")
+
+    for q in (s, m, sp, pr, c, a, ms):
         q.add_argument("--threads", type=_positive_int, default=1, help="torch threads (1: steady timings)")
 
 
@@ -211,12 +220,32 @@ def _addtask(args) -> int:
     return 0
 
 
+def _multistep(args) -> int:
+    from ..bench.multistep import multistep_table
+
+    try:
+        shapes = [tuple(int(v) for v in s.lower().split("x")) for s in args.shapes]
+    except ValueError:
+        shapes = []
+    if not shapes or any(len(s) != 3 or min(s) < 1 for s in shapes):
+        raise SystemExit(f"fptt-ext bench multistep: --shapes expects TxBxN with positive integers, e.g. 20x16x128; "
+                         f"got {' '.join(args.shapes)}")
+    r = multistep_table(shapes, rounds=args.rounds, threads=args.threads, clock=args.clock)
+    print(f"{'window':>18} {'fast':>9} {'generic':>9}   ms per window, forward + backward ({args.clock} time); "
+          f"generic / fast")
+    for k, ms in r["ms_per_window"].items():
+        print(f"{k:>18} {ms['fast']:>9.1f} {ms['generic']:>9.1f}   {r['ratios'][k]:.3f}")
+    _write_json(args.json, r)
+    return 0
+
+
 def _bench_run(args: argparse.Namespace) -> int:
     return {"saved-bytes": _saved_bytes, "memory": _memory, "speed": _speed, "profile": _profile, "cell": _cell,
-            "addtask": _addtask}[args.what](args)
+            "addtask": _addtask, "multistep": _multistep}[args.what](args)
 
 
 register_command("bench", "measurements: saved-bytes (autograd memory per update), memory (peak RSS vs T), "
                           "speed (throughput vs TBPTT-1, BPTT, SpikingJelly), profile (FPTT step), "
-                          "cell (LTC-SN step vs a gated cell), addtask (one Add-task iteration)",
+                          "cell (LTC-SN step vs a gated cell), addtask (one Add-task iteration), "
+                          "multistep (SpikingJelly step_mode='m')",
                  _bench_arguments, _bench_run)

@@ -41,7 +41,8 @@ import torch
 from . import fused
 from .surrogate import MultiGaussian
 
-__all__ = ["RESET_MECHANISMS", "adaptive_step", "alif_step", "delayed_reset", "li_step", "ltc_step"]
+__all__ = ["RESET_MECHANISMS", "adaptive_step", "alif_step", "delayed_reset", "li_multi_step", "li_step",
+           "ltc_multi_step", "ltc_step"]
 
 RESET_MECHANISMS = ("zero", "subtract", "none")
 _DEFAULT_SPIKE = MultiGaussian()
@@ -243,6 +244,79 @@ def alif_step(
     """
     cur, mem, _, kwargs = _before_step(cur, mem, b, spk, gain, reset_delay, kwargs)
     return _gated_step(cur, mem, b, spk, p_m, p_adp, **kwargs)
+
+
+def _per_step_logits(gate: Gate, cur_seq: torch.Tensor) -> Callable[[int, torch.Tensor], torch.Tensor]:
+    """``logits(t, state)`` of ``gate`` over a known window: the input's share computed once for
+    all steps where the gate can split it (``precompute``/``from_precomputed``, see
+    :mod:`~fptt_ext.neurons.gates`), else the gate called step by step."""
+    if not hasattr(gate, "precompute") or not fused.fused_enabled():
+        cur_steps = cur_seq.unbind(0)
+        return lambda t, state: gate(cur_steps[t], state)
+    pre = gate.precompute(cur_seq)
+    # unbind once: indexing pre[t] at every step would make each step's backward fill a
+    # zero tensor of the whole window (T^2 memory traffic per window)
+    pre = pre.unbind(0) if isinstance(pre, torch.Tensor) else [pre] * cur_seq.shape[0]
+    return lambda t, state: gate.from_precomputed(pre[t], state)
+
+
+def ltc_multi_step(
+    cur_seq: torch.Tensor,
+    mem: torch.Tensor,
+    b: torch.Tensor,
+    spk: torch.Tensor,
+    gate_m: Gate,
+    gate_adp: Gate,
+    *,
+    store_v_seq: bool = False,
+    **kwargs,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """:func:`ltc_step` over a window of inputs known in advance, ``cur_seq`` ``[T, B, ...]``.
+
+    The gates' share of the input (``W_cur I_t`` of a dense gate, ``Conv(I_t)`` of a conv
+    gate) is one large product for the whole window instead of T small ones, and the
+    per-step concatenation ``[I_t, state]`` is gone; each step adds the state's share
+    (``addmm``) and runs the fused elementwise step. Same math as T calls of
+    :func:`ltc_step`, up to the rounding of the split products. Keyword arguments are
+    those of :func:`adaptive_step`. Returns ``(spk_seq, mem, b, spk, v_seq)``: the spikes
+    ``[T, B, ...]``, the last states, and the membrane of every step if ``store_v_seq``
+    (else ``None``).
+
+    Example:
+        >>> import torch
+        >>> from fptt_ext.neurons.gates import DenseGate
+        >>> g_m, g_adp, x, z = DenseGate(3), DenseGate(3), torch.rand(5, 2, 3), torch.zeros(2, 3)
+        >>> spk_seq, mem, b, spk, _ = ltc_multi_step(x, z, z, z, g_m, g_adp)
+        >>> state = (z, z, z)
+        >>> for t in range(5):
+        ...     s, m, bb = ltc_step(x[t], state[0], state[1], state[2], g_m, g_adp)
+        ...     state = (m, bb, s)
+        >>> torch.equal(spk, state[2]), torch.allclose(mem, state[0], atol=1e-6)
+        (True, True)
+    """
+    logits_m, logits_adp = _per_step_logits(gate_m, cur_seq), _per_step_logits(gate_adp, cur_seq)
+    spikes, v_seq = [], []
+    for t, cur in enumerate(cur_seq.unbind(0)):
+        spk, mem, b = _gated_step(cur, mem, b, spk, logits_m(t, mem), logits_adp(t, b), **kwargs)
+        spikes.append(spk)
+        if store_v_seq:
+            v_seq.append(mem)
+    return torch.stack(spikes), mem, b, spk, torch.stack(v_seq) if store_v_seq else None
+
+
+def li_multi_step(cur_seq: torch.Tensor, mem: torch.Tensor, gate_m: Gate) -> torch.Tensor:
+    """:func:`li_step` over a known window ``cur_seq`` ``[T, B, ...]``; returns every step's output.
+
+    >>> import torch
+    >>> li_multi_step(torch.ones(2, 1, 2), torch.zeros(1, 2), lambda x, h: torch.zeros(2))[:, 0, 0].tolist()
+    [0.5, 0.75]
+    """
+    logits = _per_step_logits(gate_m, cur_seq)
+    out = []
+    for t, cur in enumerate(cur_seq.unbind(0)):
+        mem = mem + torch.sigmoid(logits(t, mem)) * (cur - mem)
+        out.append(mem)
+    return torch.stack(out)
 
 
 def li_step(cur: torch.Tensor, mem: torch.Tensor, gate_m: Gate) -> torch.Tensor:

@@ -7,6 +7,12 @@ Every gate is a module called as ``gate(cur, state) -> logits``:
 * :class:`ConstantGate` - a learned constant per neuron (per channel for conv
   layers), which turns LTC-SN into ALIF.
 
+Every gate also splits into ``precompute(cur_seq)`` and ``from_precomputed(pre_t, state)``:
+the input's share of the logits is linear in the input, so when a whole window of inputs
+``[T, B, ...]`` is known (SpikingJelly's multi-step mode) it is computed for all T steps
+in one large matrix product, and each step adds only the state's share
+(:func:`fptt_ext.neurons.functional.ltc_multi_step`).
+
 :class:`GatedNeuron` holds the bookkeeping both adapters share: building the
 gates (eagerly from ``size=`` or lazily from the first input), input checks,
 and the ``beta`` initialisation.
@@ -55,6 +61,20 @@ class DenseGate(nn.Linear):
     def forward(self, cur: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
         return super().forward(torch.cat((cur, state), dim=-1))
 
+    def precompute(self, cur_seq: torch.Tensor) -> torch.Tensor:
+        """``W_cur @ I_t + bias`` for every step of ``cur_seq`` ``[T, B, N]``, in one product.
+
+        >>> import torch
+        >>> gate, cur, state = DenseGate(3), torch.rand(4, 2, 3), torch.rand(2, 3)
+        >>> torch.allclose(gate.from_precomputed(gate.precompute(cur)[1], state), gate(cur[1], state))
+        True
+        """
+        return nn.functional.linear(cur_seq, self.weight[:, :self.out_features], self.bias)
+
+    def from_precomputed(self, pre_t: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        """The logits of one step: its precomputed input share plus ``W_state @ state``."""
+        return torch.addmm(pre_t, state, self.weight[:, self.out_features:].t())
+
     def init_logit(self, value: float) -> None:
         nn.init.constant_(self.bias, value)
 
@@ -77,6 +97,22 @@ class ConvGate(nn.Module):
     def forward(self, cur: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
         return self.bn(self.conv(cur + state))
 
+    def precompute(self, cur_seq: torch.Tensor) -> torch.Tensor:
+        """``Conv(I_t)`` for every step of ``cur_seq`` ``[T, B, C, H, W]``, as one batch of T*B images.
+
+        The convolution has no bias, so ``Conv(I + s) = Conv(I) + Conv(s)``; the batch
+        norm still sees the sum, one step at a time.
+
+        >>> import torch
+        >>> gate, cur, state = ConvGate(2), torch.rand(3, 2, 2, 4, 4), torch.rand(2, 2, 4, 4)
+        >>> torch.allclose(gate.from_precomputed(gate.precompute(cur)[0], state), gate(cur[0], state), atol=1e-5)
+        True
+        """
+        return self.conv(cur_seq.flatten(0, 1)).unflatten(0, cur_seq.shape[:2])
+
+    def from_precomputed(self, pre_t: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        return self.bn(pre_t + self.conv(state))
+
     def init_logit(self, value: float) -> None:
         nn.init.constant_(self.bn.bias, value)
 
@@ -96,6 +132,12 @@ class ConstantGate(nn.Module):
         self.p = nn.Parameter(torch.full(shape, float(value), **factory))
 
     def forward(self, cur: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        return self.p
+
+    def precompute(self, cur_seq: torch.Tensor) -> None:
+        return None
+
+    def from_precomputed(self, pre_t: None, state: torch.Tensor) -> torch.Tensor:
         return self.p
 
     def init_logit(self, value: float) -> None:

@@ -6,7 +6,10 @@ registered memories (``v``, ``b``, ``s``), so ``functional.reset_net``,
 they implement SpikingJelly's ``single_step_functional_forward`` with the same
 pure step function as the snnTorch adapter
 (:func:`fptt_ext.neurons.functional.ltc_step`). Multi-step mode (``[T, B, ...]``)
-is SpikingJelly's loop over that single step.
+overrides ``multi_step_functional_forward``, as SpikingJelly's own multi-step neurons do:
+the window is known, so the gates' share of the input is computed for all T steps at once
+(:func:`fptt_ext.neurons.functional.ltc_multi_step`), and ``store_v_seq=True`` keeps the
+membrane of every step in ``v_seq``.
 
 Example - the PLIF network of SpikingJelly with LTC-SN neurons:
     >>> import torch
@@ -26,7 +29,7 @@ import torch
 from spikingjelly.activation_based import base
 from spikingjelly.activation_based.neuron import BaseNode
 
-from .functional import li_step, ltc_step
+from .functional import li_multi_step, li_step, ltc_multi_step, ltc_step
 from .gates import GatedNeuron
 from .surrogate import MultiGaussian
 
@@ -86,15 +89,31 @@ class _AdaptiveNode(GatedNeuron, BaseNode):
             self._check_input(inputs[0])
         return _materialize(states, inputs[0][0] if step_mode == "m" else inputs[0])
 
+    def _step_kwargs(self) -> dict:
+        return {"b0": self.v_threshold, "beta_a": self.beta_a, "spike_fn": self.surrogate_function,
+                "reset_mechanism": "zero" if self.v_reset is not None else "subtract",
+                "detach_reset": self.detach_reset, "detach_adaptation": self.detach_adaptation}
+
     def single_step_functional_forward(self, inputs, states, **kwargs):
         (x,), (v, b, s) = inputs, states
-        s, v, b = ltc_step(
-            x, v, b, s, self.gate_m, self.gate_adp,
-            b0=self.v_threshold, beta_a=self.beta_a, spike_fn=self.surrogate_function,
-            reset_mechanism="zero" if self.v_reset is not None else "subtract",
-            detach_reset=self.detach_reset, detach_adaptation=self.detach_adaptation,
-        )
+        s, v, b = ltc_step(x, v, b, s, self.gate_m, self.gate_adp, **self._step_kwargs())
         return (s,), (v, b, s)
+
+    def multi_step_functional_forward(self, inputs, states, **kwargs):
+        (x_seq,), (v, b, s) = inputs, states
+        spk_seq, v, b, s, _ = ltc_multi_step(x_seq, v, b, s, self.gate_m, self.gate_adp, **self._step_kwargs())
+        return (spk_seq,), (v, b, s)
+
+    def multi_step_forward(self, x_seq: torch.Tensor, *args, **kwargs):
+        if not self.store_v_seq:
+            return super().multi_step_forward(x_seq, *args, **kwargs)
+        # as SpikingJelly's own nodes do: the functional forward stays free of side effects
+        v, b, s = self.materialize_states((x_seq, *args), tuple(self._memories.values()), "m")
+        spk_seq, v, b, s, self.v_seq = ltc_multi_step(x_seq, v, b, s, self.gate_m, self.gate_adp,
+                                                      store_v_seq=True, **self._step_kwargs())
+        for name, value in zip(self._memories.keys(), (v, b, s), strict=True):
+            self._memories[name] = value
+        return spk_seq
 
     def extra_repr(self):
         return f"size={self.size}, conv={self.conv}, " + super().extra_repr()
@@ -165,6 +184,10 @@ class LINode(GatedNeuron, base.MemoryModule):
     def single_step_functional_forward(self, inputs, states, **kwargs):
         v = li_step(inputs[0], states[0], self.gate_m)
         return (v,), (v,)
+
+    def multi_step_functional_forward(self, inputs, states, **kwargs):
+        v_seq = li_multi_step(inputs[0], states[0], self.gate_m)
+        return (v_seq,), (v_seq[-1],)
 
     def extra_repr(self):
         return f"size={self.size}, conv={self.conv}, step_mode={self.step_mode}"
