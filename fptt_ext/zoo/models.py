@@ -107,7 +107,7 @@ def scnn_dvscifar10(neuron: str = "ltc", backend: str = "snntorch", width: float
     "ostl_rmnist", task="classification", dataset="fashion-mnist", encoding="rate", T=20,
     paper_test_accuracy=98.63, paper_dataset="mnist", paper_metric="R-MNIST (rate-coded MNIST) test accuracy, %",
     architecture="256D-256D-10I", num_params=794_844, recipe=ADAM,
-    train_command=_train("ostl_rmnist", " --epochs 15 --lr-schedule cosine --threads 1"),
+    train_command=_train("ostl_rmnist", " --epochs 20 --lr 5e-4 --lr-schedule cosine --threads 1"),
     description="784-256-256 LTC-SN (dense) with an LI readout of 10 (the OSTL R-MNIST network)")
 def ostl_rmnist(neuron: str = "ltc", backend: str = "snntorch", n_in: int = 784, hidden=(256, 256),
                 num_classes: int = 10, step_mode: str = "s"):
