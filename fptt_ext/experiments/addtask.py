@@ -442,8 +442,9 @@ def plot_addtask(run_dirs, out_png, smooth: int = 1, title: str | None = None) -
     ax.set_ylabel("held-out final-step MSE" + (f" (moving average {smooth})" if smooth > 1 else ""))
     ax.set_title(title or "Add-task")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
+    # below the axes: inside, a legend of many runs hides the curves it names
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, fontsize="small", frameon=False)
     out_png = Path(out_png)
     out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, dpi=120)
+    fig.savefig(out_png, dpi=120, bbox_inches="tight")
     return out_png
