@@ -2,7 +2,7 @@
 
 >>> from fptt_ext.zoo import create_model, list_models
 >>> list_models("srnn_*")
-['srnn_addtask', 'srnn_dvsgesture', 'srnn_psmnist', 'srnn_smnist']
+['srnn_addtask', 'srnn_dvsgesture', 'srnn_psmnist', 'srnn_smnist', 'srnn_smnist5k']
 """
 
 from . import models, models_detection  # noqa: F401  (registers the entries)
