@@ -27,8 +27,8 @@ SCNN_DVS = ("ConvK7C64S1P3-MPK2S2-ConvK7C128S1P3-MPK2S2-ConvK3C128S1P1-MPK2S2-Co
 # gradient-norm clipping at 1.0 (the CLI default, as in all of their scripts).
 # - "lr_schedule": cosine annealing as in the authors' image and DVS scripts (CosineAnnealingLR),
 #   here to 0 within every epoch and restarted (measured on rate-coded Fashion-MNIST: it lifts
-#   FPTT's one-epoch accuracy far above a constant lr, and keeps it ahead of BPTT after every
-#   epoch of a 3-epoch run; docs/recipes.md, docs/results.md).
+#   FPTT's one-epoch accuracy far above a constant lr, and keeps it within half a point of BPTT
+#   or ahead after every epoch of a 3-epoch run; docs/recipes.md, docs/results.md).
 # - "K": None = an update at every step (their PARTS = T for images, DVS and S-MNIST).
 # - "wbar_at_epoch_end": W <- W_bar at every epoch end, before testing (their reset_named_params).
 _AUTHORS = {"K": None, "lr_schedule": "cosine-per-epoch", "divergence": "running", "wbar_at_epoch_end": True}
