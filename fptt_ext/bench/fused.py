@@ -20,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import time
 
@@ -28,9 +29,29 @@ from torch import nn
 
 from ..neurons.fused import use_fused
 
-__all__ = ["GatedCell", "addtask_table", "cell_table"]
+__all__ = ["GatedCell", "addtask_table", "cell_table", "torch_threads"]
 
 _CLOCKS = {"process": time.process_time, "wall": time.perf_counter}
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None):
+    """Run the block with ``torch.set_num_threads(threads)`` (``None``: unchanged), then restore.
+
+    >>> before = torch.get_num_threads()
+    >>> with torch_threads(1):
+    ...     torch.get_num_threads()
+    1
+    >>> torch.get_num_threads() == before
+    True
+    """
+    old = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
 
 
 class GatedCell(nn.Module):
@@ -105,13 +126,10 @@ def cell_table(hidden=(128, 256), *, batch_size: int = 128, steps: int = 20, rou
     if rounds < 1 or warmup < 0 or steps < 1:
         raise ValueError(f"need rounds >= 1, warmup >= 0, steps >= 1, got {rounds}, {warmup}, {steps}")
     tick = _CLOCKS[clock]
-    old = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
     out = {"config": {"hidden": list(hidden), "batch_size": batch_size, "steps": steps, "rounds": rounds,
                       "warmup": warmup, "threads": threads, "clock": clock, "torch": torch.__version__},
            "ms_per_step": {}, "ratios": {}, "seconds": {}}
-    try:
+    with torch_threads(threads):
         for n in hidden:
             torch.manual_seed(0)
             ltc, cell = _LTCLayer(n, n), GatedCell(n, n)
@@ -128,8 +146,6 @@ def cell_table(hidden=(128, 256), *, batch_size: int = 128, steps: int = 20, rou
             out["ratios"][key] = {"ltc fused / gated cell": _ratio(times["ltc fused"], times["gated cell"]),
                                   "ltc plain / gated cell": _ratio(times["ltc plain"], times["gated cell"]),
                                   "ltc fused / ltc plain": _ratio(times["ltc fused"], times["ltc plain"])}
-    finally:
-        torch.set_num_threads(old)
     return out
 
 
@@ -149,14 +165,11 @@ def addtask_table(*, T: int = 1000, batch_size: int = 128, K_values=(10,), hidde
     if rounds < 1 or warmup < 0:
         raise ValueError(f"need rounds >= 1 and warmup >= 0, got rounds={rounds}, warmup={warmup}")
     tick = _CLOCKS[clock]
-    old = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
     out = {"config": {"T": T, "batch_size": batch_size, "K": list(K_values), "hidden": hidden, "rounds": rounds,
                       "warmup": warmup, "threads": threads, "clock": clock, "model": "ltc (the authors' Add-task neuron)",
                       "optimizer": "Adam(lr=3e-3)", "max_grad_norm": 1.0, "torch": torch.__version__},
            "seconds_per_iteration": {}, "ratios": {}, "seconds": {}}
-    try:
+    with torch_threads(threads):
         x, y = AddTask(T, batch_size, 0).batch(0)
         for K in K_values:
             trainers = {}
@@ -177,6 +190,4 @@ def addtask_table(*, T: int = 1000, batch_size: int = 128, K_values=(10,), hidde
             out["seconds"][key] = times
             out["seconds_per_iteration"][key] = {k: statistics.median(v) for k, v in times.items()}
             out["ratios"][key] = _ratio(times["fused"], times["plain"])
-    finally:
-        torch.set_num_threads(old)
     return out

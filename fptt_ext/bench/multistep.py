@@ -26,7 +26,7 @@ from spikingjelly.activation_based import functional as sj_functional
 from torch import nn
 
 from ..neurons.spikingjelly import LINode, LTCNode
-from .fused import _CLOCKS, _interleave, _ratio
+from .fused import _CLOCKS, _interleave, _ratio, torch_threads
 
 __all__ = ["multistep_table"]
 
@@ -62,14 +62,11 @@ def multistep_table(shapes=((20, 16, 128), (100, 16, 128), (20, 128, 256), (100,
     if rounds < 1 or warmup < 0:
         raise ValueError(f"need rounds >= 1 and warmup >= 0, got rounds={rounds}, warmup={warmup}")
     tick = _CLOCKS[clock]
-    old = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
     out = {"config": {"shapes": [list(s) for s in shapes], "rounds": rounds, "warmup": warmup, "threads": threads,
                       "clock": clock, "net": "Linear-LTCNode-Linear-LTCNode-Linear(10)-LINode, step_mode='m'",
                       "torch": torch.__version__},
            "ms_per_window": {}, "ratios": {}, "seconds": {}}
-    try:
+    with torch_threads(threads):
         for T, B, n in shapes:
             torch.manual_seed(0)
             fast = _net(n)
@@ -83,6 +80,4 @@ def multistep_table(shapes=((20, 16, 128), (100, 16, 128), (20, 128, 256), (100,
             out["seconds"][key] = times
             out["ms_per_window"][key] = {k: 1e3 * statistics.median(v) for k, v in times.items()}
             out["ratios"][key] = _ratio(times["generic"], times["fast"])
-    finally:
-        torch.set_num_threads(old)
     return out
