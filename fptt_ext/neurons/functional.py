@@ -273,10 +273,9 @@ def ltc_multi_step(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """:func:`ltc_step` over a window of inputs known in advance, ``cur_seq`` ``[T, B, ...]``.
 
-    The gates' share of the input (``W_cur I_t`` of a dense gate, ``Conv(I_t)`` of a conv
-    gate) is one large product for the whole window instead of T small ones, and the
-    per-step concatenation ``[I_t, state]`` is gone; each step adds the state's share
-    (``addmm``) and runs the fused elementwise step. Same math as T calls of
+    A dense gate's share of the input (``W_cur I_t``) is one large product for the whole
+    window instead of T small ones, and the per-step concatenation ``[I_t, state]`` is gone;
+    each step adds the state's share (``addmm``) and runs the fused elementwise step. Same math as T calls of
     :func:`ltc_step`, up to the rounding of the split products. Keyword arguments are
     those of :func:`adaptive_step`. Returns ``(spk_seq, mem, b, spk, v_seq)``: the spikes
     ``[T, B, ...]``, the last states, and the membrane of every step if ``store_v_seq``

@@ -8,10 +8,11 @@ Every gate is a module called as ``gate(cur, state) -> logits``:
   layers), which turns LTC-SN into ALIF.
 
 Every gate also splits into ``precompute(cur_seq)`` and ``from_precomputed(pre_t, state)``:
-the input's share of the logits is linear in the input, so when a whole window of inputs
-``[T, B, ...]`` is known (SpikingJelly's multi-step mode) it is computed for all T steps
-in one large matrix product, and each step adds only the state's share
-(:func:`fptt_ext.neurons.functional.ltc_multi_step`).
+the input's share of a dense gate's logits is linear in the input, so when a whole window
+of inputs ``[T, B, ...]`` is known (SpikingJelly's multi-step mode) it is computed for all
+T steps in one large matrix product, and each step adds only the state's share
+(:func:`fptt_ext.neurons.functional.ltc_multi_step`). A conv gate convolves the sum at
+every step, as before: splitting it would double its work.
 
 :class:`GatedNeuron` holds the bookkeeping both adapters share: building the
 gates (eagerly from ``size=`` or lazily from the first input), input checks,
@@ -98,20 +99,21 @@ class ConvGate(nn.Module):
         return self.bn(self.conv(cur + state))
 
     def precompute(self, cur_seq: torch.Tensor) -> torch.Tensor:
-        """``Conv(I_t)`` for every step of ``cur_seq`` ``[T, B, C, H, W]``, as one batch of T*B images.
+        """Nothing to precompute: the window itself.
 
-        The convolution has no bias, so ``Conv(I + s) = Conv(I) + Conv(s)``; the batch
-        norm still sees the sum, one step at a time.
+        One convolution of ``I + s`` costs what a convolution of either term costs, so
+        splitting it (``Conv(I)`` for the window, ``Conv(s)`` per step) would double the work;
+        each step convolves the sum, exactly as :meth:`forward` does.
 
         >>> import torch
         >>> gate, cur, state = ConvGate(2), torch.rand(3, 2, 2, 4, 4), torch.rand(2, 2, 4, 4)
-        >>> torch.allclose(gate.from_precomputed(gate.precompute(cur)[0], state), gate(cur[0], state), atol=1e-5)
+        >>> torch.equal(gate.from_precomputed(gate.precompute(cur)[0], state), gate(cur[0], state))
         True
         """
-        return self.conv(cur_seq.flatten(0, 1)).unflatten(0, cur_seq.shape[:2])
+        return cur_seq
 
     def from_precomputed(self, pre_t: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
-        return self.bn(pre_t + self.conv(state))
+        return self.forward(pre_t, state)
 
     def init_logit(self, value: float) -> None:
         nn.init.constant_(self.bn.bias, value)
