@@ -248,15 +248,14 @@ def alif_step(
 
 def _per_step_logits(gate: Gate, cur_seq: torch.Tensor) -> Callable[[int, torch.Tensor], torch.Tensor]:
     """``logits(t, state)`` of ``gate`` over a known window: the input's share computed once for
-    all steps where the gate can split it (``precompute``/``from_precomputed``, see
-    :mod:`~fptt_ext.neurons.gates`), else the gate called step by step."""
+    all steps where the gate can split it (``precompute``/``from_precomputed``: a
+    :class:`~fptt_ext.neurons.gates.DenseGate`), else the gate called step by step."""
     if not hasattr(gate, "precompute") or not fused.fused_enabled():
         cur_steps = cur_seq.unbind(0)
         return lambda t, state: gate(cur_steps[t], state)
-    pre = gate.precompute(cur_seq)
     # unbind once: indexing pre[t] at every step would make each step's backward fill a
     # zero tensor of the whole window (T^2 memory traffic per window)
-    pre = pre.unbind(0) if isinstance(pre, torch.Tensor) else [pre] * cur_seq.shape[0]
+    pre = gate.precompute(cur_seq).unbind(0)
     return lambda t, state: gate.from_precomputed(pre[t], state)
 
 

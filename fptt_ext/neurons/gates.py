@@ -7,12 +7,13 @@ Every gate is a module called as ``gate(cur, state) -> logits``:
 * :class:`ConstantGate` - a learned constant per neuron (per channel for conv
   layers), which turns LTC-SN into ALIF.
 
-Every gate also splits into ``precompute(cur_seq)`` and ``from_precomputed(pre_t, state)``:
-the input's share of a dense gate's logits is linear in the input, so when a whole window
-of inputs ``[T, B, ...]`` is known (SpikingJelly's multi-step mode) it is computed for all
-T steps in one large matrix product, and each step adds only the state's share
-(:func:`fptt_ext.neurons.functional.ltc_multi_step`). A conv gate convolves the sum at
-every step, as before: splitting it would double its work.
+:class:`DenseGate` also splits into ``precompute(cur_seq)`` and ``from_precomputed(pre_t, state)``:
+its input share is linear in the input, so when a whole window ``[T, B, ...]`` is known
+(SpikingJelly's multi-step mode) it is computed for all T steps in one large matrix
+product, and each step adds only the state's share
+(:func:`fptt_ext.neurons.functional.ltc_multi_step`). The other gates are called step by
+step: a conv gate convolves the sum (splitting it would double its work), a constant gate
+has nothing to precompute.
 
 :class:`GatedNeuron` holds the bookkeeping both adapters share: building the
 gates (eagerly from ``size=`` or lazily from the first input), input checks,
@@ -98,23 +99,6 @@ class ConvGate(nn.Module):
     def forward(self, cur: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
         return self.bn(self.conv(cur + state))
 
-    def precompute(self, cur_seq: torch.Tensor) -> torch.Tensor:
-        """Nothing to precompute: the window itself.
-
-        One convolution of ``I + s`` costs what a convolution of either term costs, so
-        splitting it (``Conv(I)`` for the window, ``Conv(s)`` per step) would double the work;
-        each step convolves the sum, exactly as :meth:`forward` does.
-
-        >>> import torch
-        >>> gate, cur, state = ConvGate(2), torch.rand(3, 2, 2, 4, 4), torch.rand(2, 2, 4, 4)
-        >>> torch.equal(gate.from_precomputed(gate.precompute(cur)[0], state), gate(cur[0], state))
-        True
-        """
-        return cur_seq
-
-    def from_precomputed(self, pre_t: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
-        return self.forward(pre_t, state)
-
     def init_logit(self, value: float) -> None:
         nn.init.constant_(self.bn.bias, value)
 
@@ -134,12 +118,6 @@ class ConstantGate(nn.Module):
         self.p = nn.Parameter(torch.full(shape, float(value), **factory))
 
     def forward(self, cur: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
-        return self.p
-
-    def precompute(self, cur_seq: torch.Tensor) -> None:
-        return None
-
-    def from_precomputed(self, pre_t: None, state: torch.Tensor) -> torch.Tensor:
         return self.p
 
     def init_logit(self, value: float) -> None:
