@@ -89,8 +89,8 @@ def test_train_writes_all_files(reference):
     for r in train:
         assert r.keys() >= {"step", "epoch", "batch", "loss", "lr"} and "train_acc" not in r
         assert 0 < r["loss"] < 10
-    lrs = [r["lr"] for r in train]  # the card's recipe: cosine annealing within each epoch, batch by batch
-    assert lrs[0] == lrs[4] == 3e-3 and lrs[:4] == sorted(lrs[:4], reverse=True) and lrs[3] < 1e-3
+    lrs = [r["lr"] for r in train]  # the card's recipe: lr 5e-4, one cosine annealing over the run, batch by batch
+    assert lrs[0] == 5e-4 and lrs == sorted(lrs, reverse=True) and lrs[-1] < 1e-4
     assert [(r["epoch"], r["batch"]) for r in train] == [(e, b) for e in range(2) for b in range(4)]
     assert [r["epoch"] for r in tests] == [1, 2]
     assert tests[-1]["test_acc"] == json.loads((run / "summary.json").read_text())["test_acc"]
@@ -109,7 +109,7 @@ def test_train_writes_all_files(reference):
     assert cfg["dataset"] == "mnist5k" and cfg["T"] == 2 and cfg["model_kwargs"]["hidden"] == [16] and cfg["limit_test"] == 100
     assert cfg["limit_train"] == 200
     assert cfg["clip"] == 1.0  # the authors' gradient-norm clipping, by default
-    assert (cfg["lr_schedule"], cfg["wbar_at_epoch_end"], cfg["K"]) == ("cosine-per-epoch", True, None)  # the card's
+    assert (cfg["lr"], cfg["lr_schedule"], cfg["wbar_at_epoch_end"], cfg["K"]) == (5e-4, "cosine", True, None)  # the card's
     summary = json.loads((run / "summary.json").read_text())
     assert summary["test_acc"] == tests[-1]["test_acc"] and summary["test_n"] == 100
     assert summary["batches"] == N_TRAIN_RECORDS
@@ -203,14 +203,14 @@ def test_train_recipe_options_reach_the_trainer(tmp_path):
         (None, 1, "none", True, "cosine")
     lrs = [r["lr"] for r in _metrics(run) if "loss" in r]
     # cosine to 0 over the run, stepped per batch: the record holds the lr the batch trained with
-    assert lrs[0] == 3e-3 and lrs == sorted(lrs, reverse=True) and lrs[-1] < 1e-3
+    assert lrs[0] == 5e-4 and lrs == sorted(lrs, reverse=True) and lrs[-1] < 2e-4
 
 
 def test_cosine_per_epoch_restarts_every_epoch(tmp_path):
     run = tmp_path / "run"
     assert main(["train", *TINY_ARGS, "--out", str(run), "--lr-schedule", "cosine-per-epoch"]) == 0
     lrs = [r["lr"] for r in _metrics(run) if "loss" in r]  # 2 epochs of 4 batches
-    assert lrs[0] == lrs[4] == 3e-3 and lrs[:4] == sorted(lrs[:4], reverse=True) and lrs[3] < 1e-3
+    assert lrs[0] == lrs[4] == 5e-4 and lrs[:4] == sorted(lrs[:4], reverse=True) and lrs[3] < 2e-4
     assert lrs[:4] == pytest.approx(lrs[4:])
 
 
