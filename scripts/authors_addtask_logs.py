@@ -4,7 +4,8 @@ The authors' repository (``byin-cwi/sFPTT``) keeps, in ``fptt/fptt_AddTask/text_
 per run: a Python list of the MSE on a fresh batch in eval mode after every iteration, the
 same protocol as the ``heldout_mse`` column of ``fptt-ext addtask``. This script applies
 :func:`fptt_ext.experiments.addtask.stability_summary` to the SNN curves at T = 1000 over the
-same iteration budget as our runs, so docs/addtask.md compares like with like. It writes one
+same iteration budget as our runs, so docs/addtask.md compares like with like, and notes where a
+log turns to NaN (a run that diverged), over the whole log. It writes one
 JSON per log under ``docs/results/addtask/authors/``:
 
     python scripts/authors_addtask_logs.py PATH/TO/sFPTT/fptt/fptt_AddTask/text_his
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import math
 from pathlib import Path
 
 from fptt_ext.experiments.addtask import MARKS, SUMMARY_WINDOW, stability_summary
@@ -24,13 +26,22 @@ OUT = Path(__file__).resolve().parents[1] / "docs" / "results" / "addtask" / "au
 # RNNs or shorter sequences.
 LOGS = ("snn_fptt_mem_1000_1.txt", "snn_v2_fptt_mem_1000.txt", "snn_fptt_mem_1000.txt",
         "asrnn_fptt_mem_1000.txt", "asrnn_v2_fptt_mem_1000.txt", "snn_bptt_mem_1000.txt",
-        "asrnn_bptt_mem_1000.txt", "asrnn_v2_bptt_mem_1000.txt")
+        "snn_bptt_mem_1000_1.txt", "snn_bptt_mem_1000_v2.txt", "snn_bptt_mem_1000_v3.txt",
+        "snn_bptt_mem_1000_v4.txt", "asrnn_bptt_mem_1000.txt", "asrnn_v2_bptt_mem_1000.txt")
+
+
+def read_log(path: Path) -> list[float]:
+    """A log's list literal; a diverged run logged ``nan``, which ``literal_eval`` does not read."""
+    values = ast.literal_eval(path.read_text().replace("nan", "None"))  # a list of floats, nothing else
+    return [math.nan if v is None else float(v) for v in values]
 
 
 def summarise(values: list[float], budget: int) -> dict:
-    mse = [float(v) for v in values[:budget]]
+    """As our ``summary.json``: the statistics are over the iterations before the first NaN."""
+    first_nan = next((i + 1 for i, v in enumerate(values) if not math.isfinite(v)), None)
+    mse = values[:budget] if first_nan is None else values[:min(budget, first_nan - 1)]
     by_mark = {str(n): sum(mse[n - SUMMARY_WINDOW:n]) / SUMMARY_WINDOW for n in MARKS if n <= len(mse)}
-    return {"iterations": len(mse), "mse100_by_iteration": by_mark,
+    return {"iterations": len(mse), "mse100_by_iteration": by_mark, "first_nan_at": first_nan,
             "final_mse": sum(mse[-SUMMARY_WINDOW:]) / SUMMARY_WINDOW, **stability_summary(mse)}
 
 
@@ -44,7 +55,7 @@ def main(argv=None) -> int:
         path = args.text_his / name
         if not path.is_file():
             raise SystemExit(f"{path} not found: pass the text_his folder of a checkout of byin-cwi/sFPTT")
-        values = ast.literal_eval(path.read_text())  # a list literal of floats, nothing else
+        values = read_log(path)
         summary = {"source": f"byin-cwi/sFPTT fptt/fptt_AddTask/text_his/{name}",
                    "logged_iterations": len(values), "budget": args.budget, **summarise(values, args.budget)}
         (OUT / (Path(name).stem + ".json")).write_text(json.dumps(summary, indent=2) + "\n")

@@ -98,15 +98,18 @@ def classify_table(files: list[str], link_prefix: str = "results/") -> str:
 def authors_table(files: list[str]) -> str:
     """The authors' own logged curves (scripts/authors_addtask_logs.py), measured as ours are."""
     rows = [("| their log (summary file) | held-out MSE, mean of iterations 901-1000 / 1901-2000 | "
-             "best mean of 100 (ending at) | first mean of 100 <= 0.01 at | largest excursion after it |"),
-            "|---|---|---|---|---|"]
+             "best mean of 100 (ending at) | first mean of 100 <= 0.01 at | largest excursion after it | "
+             "NaN from iteration (iterations logged) |"),
+            "|---|---|---|---|---|---|"]
     for rel in files:
         s = load(rel)
         marks = s["mse100_by_iteration"]
         exc = "n/a" if s["max_excursion"] is None else f"{s['max_excursion']:.1f}x the running mean"
+        nan = s["first_nan_at"] or "none"
         rows.append(f"| `{s['source'].rsplit('/', 1)[1]}` ([summary](results/{rel})) | "
                     f"{_f(marks.get('1000'))} / {_f(marks.get('2000'))} | "
-                    f"{_f(s['best_mse100'])} ({s['best_mse100_at']}) | {s['converged_at'] or 'not reached'} | {exc} |")
+                    f"{_f(s['best_mse100'])} ({s['best_mse100_at']}) | {s['converged_at'] or 'not reached'} | {exc} | "
+                    f"{nan} ({s['logged_iterations']}) |")
     return "\n".join(rows) + "\n"
 
 
