@@ -22,12 +22,12 @@ from pathlib import Path
 from fptt_ext.experiments.addtask import MARKS, SUMMARY_WINDOW, stability_summary
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "results" / "addtask" / "authors"
-# The spiking runs at T = 1000 (LTC-SN, "asrnn" = adaptive SRNN); the others are LSTMs, plain
-# RNNs or shorter sequences.
+# The spiking runs at T = 1000 (LTC-SN, "asrnn" = adaptive SRNN), and their one BPTT log whose name
+# gives no T (snn_file_bptt); the others are LSTMs, plain RNNs or shorter sequences.
 LOGS = ("snn_fptt_mem_1000_1.txt", "snn_v2_fptt_mem_1000.txt", "snn_fptt_mem_1000.txt",
         "asrnn_fptt_mem_1000.txt", "asrnn_v2_fptt_mem_1000.txt", "snn_bptt_mem_1000.txt",
         "snn_bptt_mem_1000_1.txt", "snn_bptt_mem_1000_v2.txt", "snn_bptt_mem_1000_v3.txt",
-        "snn_bptt_mem_1000_v4.txt", "asrnn_bptt_mem_1000.txt", "asrnn_v2_bptt_mem_1000.txt")
+        "snn_bptt_mem_1000_v4.txt", "snn_file_bptt.txt", "asrnn_bptt_mem_1000.txt", "asrnn_v2_bptt_mem_1000.txt")
 
 
 def read_log(path: Path) -> list[float]:
