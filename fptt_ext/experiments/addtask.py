@@ -81,6 +81,8 @@ def run_label(config: dict) -> str:
     'TBPTT-1-LTC'
     >>> run_label({"method": "fptt", "K": 10, "model": "ltc", "T": 1000, "threshold": 0.1, "beta_a": 1.8})
     'FPTT-K10-LTC (b0 0.1, beta_a 1.8)'
+    >>> run_label({"method": "bptt", "model": "lstm", "T": 1000, "seed": 1})
+    'BPTT-LSTM (seed 1)'
     """
     method = config["method"].upper()
     if config["method"] == "tbptt":
@@ -97,6 +99,8 @@ def run_label(config: dict) -> str:
             notes.append("exact adaptation gradient")
     if config.get("lr_milestones"):
         notes.append("lr steps at " + ", ".join(map(str, config["lr_milestones"])))
+    if config.get("seed", 0) != 0:  # so that two seeds of one recipe tell apart in a plot
+        notes.append(f"seed {config['seed']}")
     return f"{method}-{config['model'].upper()}" + (f" ({'; '.join(notes)})" if notes else "")
 
 
