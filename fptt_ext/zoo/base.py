@@ -180,6 +180,7 @@ class SpikingNet(base.StepModule, nn.Module):
         if layers is not None:
             self.layers = layers
         self._step_mode = "s"
+        self._children_multi_step = None  # the StepModules below this net, found at the first call
         self.step_mode = step_mode
 
     @property
@@ -220,11 +221,23 @@ class SpikingNet(base.StepModule, nn.Module):
             raise ValueError(f"{type(self).__name__} received a non-finite (NaN or Inf) input of shape "
                              f"{tuple(x.shape)}; check the data fed to the model")
 
+    def _single_step_children(self) -> None:
+        # SpikingJelly's functional.set_step_mode(net, "m") sets *every* StepModule, including
+        # nodes inside a net that loops over T itself (snnTorch backend, PLIF baselines); such a
+        # node would then read [B, ...] as [T, ...]. Where this net drives the steps, its
+        # children run one step per call.
+        if self._children_multi_step is None:
+            self._children_multi_step = [m for m in self.modules() if m is not self and isinstance(m, base.StepModule)]
+        for m in self._children_multi_step:
+            if m.step_mode != "s":
+                m.step_mode = "s"
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input(x)
-        if self.step_mode == "s":
+        if self.step_mode == "m" and self.backend == "spikingjelly" and not self.loops_over_time:
             return self.forward_step(x)
-        if self.backend == "spikingjelly" and not self.loops_over_time:
+        self._single_step_children()
+        if self.step_mode == "s":
             return self.forward_step(x)
         return torch.stack([self.forward_step(x_t) for x_t in x])
 

@@ -47,16 +47,12 @@ def addtask_neuron_defaults(neuron: str) -> tuple[float, float]:
     ((0.5, 0.0), (0.1, 1.8))
     """
     return (0.5, 0.0) if neuron == "ltc" else (0.1, 1.8)
-RECURRENT_NEURONS = ("ltc", "ltc-minus", "alif")
 
 
 def _recurrent(n_in: int, hidden: int, neuron: str, backend: str, **neuron_kwargs) -> RecurrentSpiking:
     if backend != "snntorch":
         raise ValueError("recurrent zoo networks are built from snnTorch layers (backend='snntorch'); "
                          "their multi-step mode loops over T")
-    if neuron not in RECURRENT_NEURONS:
-        raise ValueError(f"a recurrent layer needs a neuron that exposes its last spike: one of {RECURRENT_NEURONS}, "
-                         f"got {neuron!r}")
     return RecurrentSpiking(n_in, hidden, make_neuron(neuron, hidden, **neuron_kwargs))
 
 
