@@ -95,6 +95,24 @@ def test_wrong_architecture_is_refused_with_the_differing_keys(zoo):
         create_model("srnn_addtask", pretrained=True, hidden=8)
 
 
+def test_a_run_at_another_T_is_published_and_evaluated_at_its_T(zoo, tmp_path):
+    from fptt_ext.zoo import evaluate
+    from fptt_ext.zoo.publish import publish as publish_run
+
+    run = tmp_path / "run"
+    run.mkdir()
+    torch.manual_seed(0)
+    save_file(create_model("ostl_mnist5k", hidden=(16,)).state_dict(), str(run / "model.safetensors"))
+    (run / "config.json").write_text(json.dumps({"T": 5, "model_kwargs": {"hidden": [16]}}))
+    card = publish_run("ostl_mnist5k", run, limit=40)
+    assert card["T"] == 5 and json.loads((zoo / "ostl_mnist5k.json").read_text())["T"] == 5
+    assert model_card("ostl_mnist5k")["T"] == 5  # what `fptt-ext eval` reads
+    assert evaluate("ostl_mnist5k", limit=40)["test_accuracy"] == card["test_accuracy"]
+    (run / "config.json").write_text(json.dumps({"T": 20, "model_kwargs": {"hidden": [16]}}))
+    publish_run("ostl_mnist5k", run, limit=40)
+    assert "T" not in json.loads((zoo / "ostl_mnist5k.json").read_text())  # the registered T: nothing to record
+
+
 def test_unknown_model():
     with pytest.raises(ValueError, match="unknown model 'nope'"):
         create_model("nope")

@@ -82,6 +82,11 @@ def publish(name: str, run: str | os.PathLike, *, zoo: str | os.PathLike | None 
     ckpt = out / f"{name}.safetensors"
     save_file({k: v.contiguous() for k, v in state.items()}, str(ckpt), metadata={"model": name})
     registered = model_card(name)
+    # a run at another T than the registration's (e.g. fewer steps per image on a CPU) is scored,
+    # and later evaluated by `fptt-ext eval`, at the T it was trained with
+    trained_T = config.get("T")
+    if registered["task"] == "classification" and trained_T and trained_T != registered["T"]:
+        registered = {**registered, "T": trained_T}
     score = evaluate(model, card=registered, limit=limit)
     card = {"checkpoint": ckpt.name, "sha256": _sha256(ckpt), "model_kwargs": kwargs,
             "evaluated_with": f"fptt-ext eval {name}" + (f" --limit {limit}" if limit else ""),
@@ -89,6 +94,8 @@ def publish(name: str, run: str | os.PathLike, *, zoo: str | os.PathLike | None 
             # the registration's command, not that of the checkpoint this one replaces
             "test_n": score["n"], "train_command": train_command or _entry(name)[1]["train_command"],
             "trained_with": {k: v for k, v in config.items() if k != "model_kwargs"}}
+    if registered["T"] != _entry(name)[1]["T"]:
+        card["T"] = registered["T"]
     if notes:
         card["notes"] = notes
     (out / f"{name}.json").write_text(json.dumps(card, indent=2) + "\n")
