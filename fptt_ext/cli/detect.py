@@ -22,6 +22,8 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=_positive_int, default=None, help="default: the card's (16)")
     p.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default=None, help="default adagrad (the papers')")
     p.add_argument("--lr", type=float, default=None, help="default 1e-3 (the papers')")
+    p.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant",
+                   help="constant (the papers') or cosine (annealed to 0 over all epochs, per batch)")
     p.add_argument("--alpha", type=float, default=0.1)
     p.add_argument("--beta", type=float, default=0.5)
     p.add_argument("--mosaic-epochs", type=int, default=0, help="use mosaic augmentation for the first N epochs")
@@ -47,7 +49,7 @@ def _train_run(args: argparse.Namespace) -> int:
     _set_threads(args.threads)
     s = train_detector(dataset=args.dataset, root=args.root, model_name=args.model, neuron=args.neuron,
                        image_size=args.image_size, T=args.T, epochs=args.epochs, batch_size=args.batch_size,
-                       optimizer=args.optimizer, lr=args.lr, alpha=args.alpha, beta=args.beta,
+                       optimizer=args.optimizer, lr=args.lr, lr_schedule=args.lr_schedule, alpha=args.alpha, beta=args.beta,
                        mosaic_epochs=args.mosaic_epochs, label_smoothing=args.label_smoothing,
                        n_train=args.n_train, n_test=args.n_test, seed=args.seed, out_dir=args.out,
                        checkpoint_every=args.checkpoint_every, resume=args.resume, max_minutes=args.max_minutes,

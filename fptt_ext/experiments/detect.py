@@ -53,6 +53,7 @@ __all__ = ["DETECTION_DATASETS", "detection_data", "evaluate_detector", "fptt_re
            "train_detector"]
 
 DETECTION_DATASETS = ("synthetic", "voc")
+LR_SCHEDULES = ("constant", "cosine")
 OPTIMIZERS = {"adagrad": torch.optim.Adagrad, "adam": torch.optim.Adam, "adamax": torch.optim.Adamax,
               "sgd": torch.optim.SGD}
 
@@ -156,8 +157,8 @@ def _save(path: Path, payload: dict) -> None:
 
 def train_detector(*, dataset: str = "synthetic", root=None, model_name: str = "spyv4_tiny", neuron: str = "ltc",
                    image_size: int = 128, T: int | None = None, epochs: int = 1, batch_size: int | None = None,
-                   optimizer: str | None = None, lr: float | None = None, alpha: float = 0.1, beta: float = 0.5,
-                   mosaic_epochs: int = 0, label_smoothing: float = 0.05, n_train: int | None = None,
+                   optimizer: str | None = None, lr: float | None = None, lr_schedule: str = "constant",
+                   alpha: float = 0.1, beta: float = 0.5, mosaic_epochs: int = 0, label_smoothing: float = 0.05, n_train: int | None = None,
                    n_test: int | None = None, seed: int = 0, out_dir: str | os.PathLike = "runs/detect",
                    checkpoint_every: int = 50, resume: bool = False, max_minutes: float | None = None,
                    eval_every: int = 1, device: str = "cpu", workers: int = 0, progress: bool = True,
@@ -165,7 +166,8 @@ def train_detector(*, dataset: str = "synthetic", root=None, model_name: str = "
     """Train a zoo detector (``spyv4`` / ``spyv4_tiny``) with FPTT over ``T`` reads; returns the summary.
 
     ``T``, ``batch_size``, ``optimizer`` and ``lr`` default to the model card's (4 reads,
-    Adagrad 1e-3, batch 16). ``eval_every``: evaluate the test mAP every that many epochs
+    Adagrad 1e-3, batch 16). ``lr_schedule``: ``"constant"`` (the papers') or ``"cosine"``
+    (annealed to 0 over all ``epochs``, batch by batch). ``eval_every``: evaluate the test mAP every that many epochs
     (and always at the end). ``device``: where the network runs (e.g. ``"cuda"``);
     ``workers``: data-loading processes (JPEG decoding for VOC). ``stop_after``: stop after that many batches in this call
     (to test resuming), without the final evaluation.
@@ -189,6 +191,8 @@ def train_detector(*, dataset: str = "synthetic", root=None, model_name: str = "
         raise ValueError(f"T (reads per image) must be a positive integer, got {T!r}")
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {sorted(OPTIMIZERS)}")
+    if lr_schedule not in LR_SCHEDULES:
+        raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {lr_schedule!r}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     train_set, classes = detection_data(dataset, "train", root=root, image_size=image_size, n=n_train, seed=seed)
@@ -196,7 +200,7 @@ def train_detector(*, dataset: str = "synthetic", root=None, model_name: str = "
     config = {"model": model_name, "model_kwargs": {"neuron": neuron, "num_classes": len(classes)},
               "dataset": dataset, "root": None if root is None else str(root), "classes": list(classes),
               "image_size": image_size, "T": T, "epochs": epochs, "batch_size": batch_size, "optimizer": optimizer,
-              "lr": lr, "alpha": alpha, "beta": beta, "mosaic_epochs": mosaic_epochs,
+              "lr": lr, "lr_schedule": lr_schedule, "alpha": alpha, "beta": beta, "mosaic_epochs": mosaic_epochs,
               "label_smoothing": label_smoothing, "n_train": len(train_set), "n_test": len(test_set), "seed": seed}
 
     torch.manual_seed(seed)
@@ -209,6 +213,8 @@ def train_detector(*, dataset: str = "synthetic", root=None, model_name: str = "
     criterion = YOLOLoss.for_model(model, label_smoothing=label_smoothing)
     opt = OPTIMIZERS[optimizer](model.parameters(), lr=lr)
     fptt = FPTT(model.parameters(), opt, alpha=alpha, beta=beta)
+    n_batches = (len(train_set) + batch_size - 1) // batch_size
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs * n_batches) if lr_schedule == "cosine" else None
     states = StatefulModules(model)
     mosaic = Mosaic(train_set, seed=seed)
     ckpt_path, metrics_path = out / "checkpoint.pt", out / "metrics.jsonl"
@@ -220,6 +226,8 @@ def train_detector(*, dataset: str = "synthetic", root=None, model_name: str = "
                              f"flags (see {out / 'config.json'}) or another --out")
         model.load_state_dict(ck["model"])
         fptt.load_state_dict(ck["fptt"])
+        if sched is not None:
+            sched.load_state_dict(ck["sched"])
         torch.set_rng_state(ck["rng"].cpu())
         epoch, batch, step, seconds = ck["epoch"], ck["batch"], ck["step"], ck["seconds"]
         history = [json.loads(line) for line in metrics_path.read_text().splitlines()][:ck["lines"]]
@@ -229,7 +237,7 @@ def train_detector(*, dataset: str = "synthetic", root=None, model_name: str = "
     def checkpoint(ep, b):
         _save(ckpt_path, {"model": model.state_dict(), "fptt": fptt.state_dict(), "rng": torch.get_rng_state(),
                           "epoch": ep, "batch": b, "step": step, "seconds": seconds, "lines": len(history),
-                          "config": config})
+                          "config": config, **({"sched": sched.state_dict()} if sched is not None else {})})
 
     def evaluate_now(log):
         r = evaluate_detector(model, test_set, T, batch_size, classes, progress=progress, workers=workers)
@@ -242,7 +250,6 @@ def train_detector(*, dataset: str = "synthetic", root=None, model_name: str = "
                   f"(per read: {', '.join(f'{100 * m:.1f}' for m in r['map50_per_read'])})")
         return r
 
-    n_batches = (len(train_set) + batch_size - 1) // batch_size
     done_here, t_start, out_of_time, result = 0, time.perf_counter() - seconds, False, None
     model.train()
     with metrics_path.open("a") as log:
@@ -257,12 +264,15 @@ def train_detector(*, dataset: str = "synthetic", root=None, model_name: str = "
             for b, (images, targets) in zip(bar, loader):
                 images = images.to(device)
                 targets = [{k: v.to(device) for k, v in t.items()} for t in targets]
+                lr_now = opt.param_groups[0]["lr"]
                 losses, parts = fptt_reads_update(model, images, targets, criterion, fptt, T, states)
+                if sched is not None:
+                    sched.step()
                 step += 1
                 seconds = time.perf_counter() - t_start
                 rec = {"step": step, "epoch": epoch, "batch": b, "loss": sum(losses) / T, "loss_first": losses[0],
                        "loss_last": losses[-1], **{f"{k}_last": v for k, v in parts.items()},
-                       "mosaic": source is mosaic, "seconds": round(seconds, 2)}
+                       "mosaic": source is mosaic, "lr": lr_now, "seconds": round(seconds, 2)}
                 history.append(rec)
                 log.write(json.dumps(rec) + "\n")
                 bar.set_postfix(loss=f"{rec['loss']:.3f}")
