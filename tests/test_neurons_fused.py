@@ -182,3 +182,43 @@ def test_modules_train_identically_with_and_without_fusion(cls, conv):
     assert torch.equal(s0, s1) and s0.sum() > 0
     for a, b in zip(g0, g1):
         assert torch.allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("multi_step", [False, True])
+@pytest.mark.parametrize("fused", [True, False])
+def test_inert_adaptation_skips_its_graph_with_the_same_numbers(monkeypatch, multi_step, fused):
+    # beta_a = 0 (the authors' Add-task neuron): b cannot reach the spikes, so its gate runs
+    # without a graph. Spikes, states and every gradient are bit-identical to the full graph's.
+    from fptt_ext.neurons.gates import DenseGate
+
+    def run(shortcut: bool):
+        if not shortcut:
+            monkeypatch.setattr(functional, "_inert_adaptation", lambda kwargs: False)
+        torch.manual_seed(0)
+        g_m, g_adp = DenseGate(6), DenseGate(6)
+        w = torch.nn.Parameter(torch.randn(4, 6))
+        x = torch.rand(7, 3, 4) @ w
+        z = torch.zeros(3, 6)
+        kw = {"b0": 0.2, "beta_a": 0.0}
+        with use_fused(fused):
+            if multi_step:
+                spk_seq, mem, b, _, _ = functional.ltc_multi_step(x, z, z, z, g_m, g_adp, **kw)
+            else:
+                state, out = (z, z, z), []
+                for x_t in x:
+                    s, m, bb = functional.ltc_step(x_t, state[0], state[1], state[2], g_m, g_adp, **kw)
+                    state = (m, bb, s)
+                    out.append(s)
+                spk_seq, mem, b = torch.stack(out), state[0], state[1]
+        (spk_seq.sum() + mem.square().sum()).backward()
+        monkeypatch.undo()
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in (w, *g_m.parameters(), *g_adp.parameters())]
+        return spk_seq, mem, b, grads
+
+    spk_a, mem_a, b_a, grads_a = run(True)
+    spk_b, mem_b, b_b, grads_b = run(False)
+    assert spk_a.sum() > 0 and torch.equal(spk_a, spk_b) and torch.equal(mem_a, mem_b)
+    assert torch.equal(b_a, b_b) and b_a.abs().sum() > 0  # b is still updated, only without a graph
+    assert not b_a.requires_grad and b_b.requires_grad
+    assert all(torch.equal(a, b) for a, b in zip(grads_a, grads_b))
+    assert grads_a[-1].abs().sum() == 0  # the adaptation gate gets no gradient either way

@@ -34,6 +34,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 
 import torch
@@ -167,7 +168,30 @@ def ltc_step(
         [[0.0, 0.0, 1.0]]
     """
     cur, mem, state_m, kwargs = _before_step(cur, mem, b, spk, gain, reset_delay, kwargs)
-    return _gated_step(cur, mem, b, spk, gate_m(state_m[0], state_m[1]), gate_adp(state_m[0], b), **kwargs)
+    logit_m = gate_m(state_m[0], state_m[1])
+    if not _inert_adaptation(kwargs):
+        return _gated_step(cur, mem, b, spk, logit_m, gate_adp(state_m[0], b), **kwargs)
+    with torch.no_grad():
+        logit_adp = gate_adp(state_m[0], b)
+    spk, mem, b = _gated_step(cur, mem, b.detach(), spk, logit_m, logit_adp,
+                              **{**kwargs, "detach_adaptation": True})
+    return spk, mem, b.detach()
+
+
+def _inert_adaptation(kwargs: dict) -> bool:
+    """Whether the adaptation cannot reach the spikes: ``theta = b0 + beta_a b`` with ``beta_a = 0``
+    (the authors' Add-task neuron).
+
+    Then ``b`` is still updated (a state users may read) but without a graph: its gate's
+    gradient and the gradient along ``spike -> b`` are exactly zero, so leaving them out
+    changes no gradient and saves the gate's backward (two of the step's six backward
+    matrix products). The returned ``b`` does not require grad.
+
+    >>> _inert_adaptation({"beta_a": 0.0}), _inert_adaptation({})
+    (True, False)
+    """
+    beta_a = kwargs.get("beta_a", 1.8)
+    return isinstance(beta_a, (int, float)) and beta_a == 0 and torch.is_grad_enabled()
 
 
 def delayed_reset(mem: torch.Tensor, spk: torch.Tensor, b: torch.Tensor, *, b0: float | torch.Tensor = 0.1,
@@ -292,10 +316,20 @@ def ltc_multi_step(
         >>> torch.equal(spk, state[2]), torch.allclose(mem, state[0], atol=1e-6)
         (True, True)
     """
-    logits_m, logits_adp = _per_step_logits(gate_m, cur_seq), _per_step_logits(gate_adp, cur_seq)
+    logits_m = _per_step_logits(gate_m, cur_seq)
+    inert = _inert_adaptation(kwargs)  # then b and its gate need no graph, as in ltc_step
+    with torch.no_grad() if inert else contextlib.nullcontext():
+        logits_adp = _per_step_logits(gate_adp, cur_seq)
+    if inert:
+        kwargs, b, adp = {**kwargs, "detach_adaptation": True}, b.detach(), logits_adp
+
+        def logits_adp(t, state):
+            with torch.no_grad():
+                return adp(t, state)
     spikes, v_seq = [], []
     for t, cur in enumerate(cur_seq.unbind(0)):
         spk, mem, b = _gated_step(cur, mem, b, spk, logits_m(t, mem), logits_adp(t, b), **kwargs)
+        b = b.detach() if inert else b
         spikes.append(spk)
         if store_v_seq:
             v_seq.append(mem)
