@@ -132,6 +132,8 @@ def zoo_table() -> str:
         name = card_path.stem
         if "test_accuracy" in card:
             score = f"**{card['test_accuracy']:.2f}%** on {card['test_n']:,} test images"
+        elif "map50" in card:
+            score = f"mAP@0.5 **{card['map50']:.2f}%** on {card['test_n']:,} test images"
         else:
             score = f"held-out MSE **{card['test_mse']:.4f}** on {card['test_n']:,} fresh sequences"
         rows.append(f"| `{name}` (`zoo/{card_path.name}`) | `{card['train_command']}` | {score} |")

@@ -111,6 +111,9 @@ def _eval_run(args: argparse.Namespace) -> int:
                          f"{', '.join(models)}; a run directory is what `fptt-ext train --out DIR` writes")
     if "test_mse" in r:
         print(f"test MSE: {r['test_mse']:.4f} on {r['n']} sequences")
+    elif "map50" in r:
+        reads = ", ".join(f"{m:.2f}" for m in r["map50_per_read"])
+        print(f"test mAP@0.5: {r['map50']:.2f}% on {r['n']} images (after each read: {reads})")
     else:
         print(f"test accuracy: {r['test_accuracy']:.2f}% on {r['n']} images")
     return 0

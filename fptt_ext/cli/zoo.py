@@ -37,7 +37,7 @@ def _zoo_run(args: argparse.Namespace) -> int:
         if args.run is None:
             raise ValueError("zoo publish needs NAME and RUN_DIR (a directory written by `fptt-ext train`)")
         card = publish(args.name, args.run, notes=args.notes)
-        score = {k: card[k] for k in ("test_accuracy", "test_mse") if card.get(k) is not None}
+        score = {k: card[k] for k in ("test_accuracy", "test_mse", "map50") if card.get(k) is not None}
         print(f"published {card['checkpoint']} (sha256 {card['sha256'][:12]}...), {score} on {card['test_n']}")
         return 0
     print(json.dumps(model_card(args.name), indent=2))

@@ -37,12 +37,14 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from ..data.synthetic import SHAPE_CLASSES, Mosaic, SyntheticShapes
-from ..data.voc import VOC_CLASSES, voc_collate, voc_detection
-from ..detection import YOLOLoss, decode, head_geometry, mean_average_precision
+from ..data.detection import DETECTION_DATASETS, detection_data
+from ..data.synthetic import Mosaic
+from ..data.voc import voc_collate
+from ..detection import YOLOLoss
+from ..detection.evaluate import evaluate_detector
 from ..fptt.optimizer import FPTT
 from ..fptt.state import StatefulModules
 from ..zoo import create_model, model_card
@@ -52,35 +54,9 @@ from ._io import atomic_write
 __all__ = ["DETECTION_DATASETS", "detection_data", "evaluate_detector", "fptt_reads_update", "load_detector",
            "train_detector"]
 
-DETECTION_DATASETS = ("synthetic", "voc")
 LR_SCHEDULES = ("constant", "cosine")
 OPTIMIZERS = {"adagrad": torch.optim.Adagrad, "adam": torch.optim.Adam, "adamax": torch.optim.Adamax,
               "sgd": torch.optim.SGD}
-
-
-def detection_data(dataset: str, split: str, *, root=None, image_size: int = 128, n: int | None = None,
-                   seed: int = 0):
-    """``(dataset, class_names)`` for ``dataset`` ``"synthetic"`` or ``"voc"``, ``split`` ``"train"`` or ``"test"``.
-
-    Synthetic: ``n`` images (default 2000 train / 500 test), the test set drawn with another seed.
-    VOC: VOC07+12 trainval for ``"train"``, VOC07 test for ``"test"``; ``n`` keeps the first ``n``.
-
-    >>> ds, names = detection_data("synthetic", "test", image_size=32, n=3)
-    >>> len(ds), ds[0][0].shape, names[:2]
-    (3, torch.Size([3, 32, 32]), ('circle', 'square'))
-    """
-    if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-    if dataset == "synthetic":
-        n = (2000 if split == "train" else 500) if n is None else n
-        return SyntheticShapes(n, image_size=image_size, seed=seed if split == "train" else seed + 10_007), \
-            SHAPE_CLASSES
-    if dataset == "voc":
-        ds = voc_detection(root, split="trainval" if split == "train" else "test", image_size=image_size)
-        if n is not None:
-            ds = Subset(ds, range(min(n, len(ds))))
-        return ds, VOC_CLASSES
-    raise ValueError(f"unknown detection dataset {dataset!r}; choose one of {DETECTION_DATASETS}")
 
 
 def _check_size(image_size: int) -> None:
@@ -95,6 +71,7 @@ def fptt_reads_update(model, images: torch.Tensor, targets: list[dict], criterio
     Resets the neuron states first and detaches them after every update. Returns the
     detection loss of each read and the last read's loss parts.
 
+    >>> from fptt_ext.data.synthetic import SyntheticShapes
     >>> from fptt_ext.zoo.spyv4 import SPYv4
     >>> net = SPYv4(num_classes=5, width=0.125)
     >>> images, targets = voc_collate([SyntheticShapes(1, image_size=64)[0]])
@@ -114,41 +91,6 @@ def fptt_reads_update(model, images: torch.Tensor, targets: list[dict], criterio
         states.detach()  # FPTT: no graph across reads
         losses.append(float(loss_t.detach()))
     return losses, parts
-
-
-@torch.no_grad()
-def evaluate_detector(model, dataset, T: int, batch_size: int = 16, class_names=None, progress: bool = False,
-                      conf_thresh: float = 0.005, workers: int = 0) -> dict:
-    """mAP@0.5 of ``model`` on ``dataset`` after each of the ``T`` reads.
-
-    Returns ``{"map50": after the last read (fraction), "map50_per_read": [...], "per_class": {...}, "n": images}``.
-
-    >>> from fptt_ext.zoo.spyv4 import SPYv4
-    >>> r = evaluate_detector(SPYv4(num_classes=5, width=0.125), SyntheticShapes(2, image_size=32), T=2, batch_size=2)
-    >>> r["n"], len(r["map50_per_read"]), r["map50"] == r["map50_per_read"][-1]    # the score of the last read
-    (2, 2, True)
-    """
-    was_training = model.training
-    model.eval()
-    states = StatefulModules(model)
-    anchors = head_geometry(model)
-    preds, targets = [[] for _ in range(T)], []
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=voc_collate, num_workers=workers)
-    device = next(model.parameters()).device
-    try:
-        for images, tg in tqdm(loader, desc="evaluate", disable=not progress, unit="batch"):
-            images = images.to(device)
-            states.reset()
-            for t in range(T):
-                out = model(images)
-                preds[t] += decode(out, anchors, images.shape[-2:], conf_thresh=conf_thresh)
-            targets += tg
-    finally:
-        states.reset()
-        model.train(was_training)
-    per_read = [mean_average_precision(p, targets, class_names) for p in preds]
-    return {"map50": per_read[-1]["map50"], "map50_per_read": [r["map50"] for r in per_read],
-            "per_class": per_read[-1]["per_class"], "n": len(targets)}
 
 
 def _save(path: Path, payload: dict) -> None:

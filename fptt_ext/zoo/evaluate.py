@@ -19,14 +19,16 @@ import torch
 from torch import nn
 
 from ..data.addtask import AddTask
+from ..data.detection import detection_data
 from ..data.encodings import encode
 from ..data.events import EVENT_DATASETS, event_split
 from ..data.images import image_split
+from ..detection.evaluate import evaluate_detector
 from ..fptt.loop import is_multi_step, run_sequence
 from ..fptt.state import StatefulModules
 from .registry import create_model, model_card
 
-__all__ = ["accuracy", "addtask_mse", "evaluate", "loader_accuracy"]
+__all__ = ["accuracy", "addtask_mse", "detection_map50", "evaluate", "loader_accuracy"]
 
 
 @torch.no_grad()
@@ -86,8 +88,11 @@ def evaluate(name_or_model, pretrained: bool = True, limit: int | None = None, *
             raise ValueError("pass card= (a model card dict) for a model not made by create_model")
     if card["task"] == "regression" and card["dataset"] == "addtask":
         return addtask_mse(model, card["T"], batches=limit or 10)
+    if card["task"] == "detection":
+        return detection_map50(model, card, limit)
     if card["task"] != "classification":
-        raise ValueError(f"{card['name']} is a {card['task']} model; evaluate() scores classifiers and the Add-task")
+        raise ValueError(f"{card['name']} is a {card['task']} model; evaluate() scores classifiers, detectors "
+                         "and the Add-task")
     if (dataset or card["dataset"]) in EVENT_DATASETS:
         test = event_split(dataset or card["dataset"], "test", root, card["T"], card["encoding"])
         if limit:
@@ -147,3 +152,30 @@ def addtask_mse(model: nn.Module, T: int, *, batches: int = 10, batch_size: int 
         errors.append(((out[-1].reshape(y.shape) - y) ** 2).mean().item())
     model.train(was_training)
     return {"test_mse": sum(errors) / len(errors), "n": batches * batch_size}
+
+
+def detection_map50(model: nn.Module, card: dict, limit: int | None = None) -> dict:
+    """``{"map50": percent after the last read, "map50_per_read": [...], "n": images}`` of a detector
+    on the test set its checkpoint was trained for (the card's ``trained_with``: dataset, image
+    size, number of test images, seed; the registration's ``T``).
+
+    Only the synthetic shapes set is drawn here; VOC needs its folder
+    (:func:`fptt_ext.experiments.detect.evaluate_detector` with ``detection_data("voc", ...)``).
+
+    Example:
+        >>> from fptt_ext.zoo.spyv4 import SPYv4
+        >>> card = {"T": 1, "trained_with": {"dataset": "synthetic", "image_size": 32, "n_test": 2, "seed": 0}}
+        >>> detection_map50(SPYv4(num_classes=5, width=0.125), card)["n"]
+        2
+    """
+    run = card.get("trained_with") or {}
+    if run.get("dataset", "synthetic") != "synthetic":
+        raise ValueError(f"{card.get('name', 'this detector')} was trained on {run['dataset']!r}; evaluate() scores "
+                         "detectors on the synthetic shapes set only (VOC needs its folder: use "
+                         "fptt_ext.experiments.detect.evaluate_detector)")
+    n = run.get("n_test", 500) if limit is None else min(limit, run.get("n_test", 500))
+    test, classes = detection_data("synthetic", "test", image_size=run.get("image_size", 128), n=n,
+                                   seed=run.get("seed", 0))
+    r = evaluate_detector(model, test, run.get("T", card["T"]), class_names=classes)
+    return {"map50": round(100 * r["map50"], 2), "map50_per_read": [round(100 * m, 2) for m in r["map50_per_read"]],
+            "n": r["n"]}
