@@ -355,3 +355,20 @@ def test_cosine_schedule_anneals_per_batch_and_resumes_exactly(tmp_path):
     assert all(torch.equal(u, v) for u, v in zip(a.state_dict().values(), b.state_dict().values()))
     with pytest.raises(ValueError, match="lr_schedule must be one of"):
         train_detector(out_dir=tmp_path / "bad", **{**kw, "lr_schedule": "step"})
+
+
+def test_a_detector_run_is_published_and_scored_like_its_card(run_dir, tmp_path, monkeypatch, capsys):
+    from fptt_ext.zoo import evaluate
+    from fptt_ext.zoo.publish import publish
+
+    monkeypatch.setenv("FPTT_EXT_ZOO", str(tmp_path))
+    out, summary = run_dir
+    card = publish("spyv4_tiny", out, notes="a tiny test run")
+    # scored on the run's own test set (64x64, 2 images, 2 reads), as the run's summary was
+    assert card["test_n"] == 2 and card["map50"] == round(100 * summary["map50"], 2)
+    assert card["map50_per_read"] == [round(100 * m, 2) for m in summary["map50_per_read"]]
+    stored = json.loads((tmp_path / "spyv4_tiny.json").read_text())
+    assert stored["trained_with"]["image_size"] == 64 and stored["notes"] == "a tiny test run"
+    assert evaluate("spyv4_tiny")["map50"] == card["map50"]  # the published weights, hash checked
+    assert main(["eval", "spyv4_tiny"]) == 0
+    assert f"test mAP@0.5: {card['map50']:.2f}% on 2 images" in capsys.readouterr().out

@@ -87,13 +87,15 @@ def publish(name: str, run: str | os.PathLike, *, zoo: str | os.PathLike | None 
     trained_T = config.get("T")
     if registered["task"] == "classification" and trained_T and trained_T != registered["T"]:
         registered = {**registered, "T": trained_T}
+    trained_with = {k: v for k, v in config.items() if k != "model_kwargs"}
+    registered = {**registered, "trained_with": trained_with}  # a detector is scored on its run's test set
     score = evaluate(model, card=registered, limit=limit)
     card = {"checkpoint": ckpt.name, "sha256": _sha256(ckpt), "model_kwargs": kwargs,
             "evaluated_with": f"fptt-ext eval {name}" + (f" --limit {limit}" if limit else ""),
             **{k: round(v, 4) if isinstance(v, float) else v for k, v in score.items() if k != "n"},
             # the registration's command, not that of the checkpoint this one replaces
             "test_n": score["n"], "train_command": train_command or _entry(name)[1]["train_command"],
-            "trained_with": {k: v for k, v in config.items() if k != "model_kwargs"}}
+            "trained_with": trained_with}
     if registered["T"] != _entry(name)[1]["T"]:
         card["T"] = registered["T"]
     if notes:
