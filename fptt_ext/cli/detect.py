@@ -65,7 +65,8 @@ def _train_run(args: argparse.Namespace) -> int:
 
 def _detect_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files (jpg/png) or one video file")
-    p.add_argument("--run", required=True, help="a run directory written by `fptt-ext train-detector`")
+    p.add_argument("--run", required=True, help="a run directory written by `fptt-ext train-detector`, or a "
+                   "published zoo detector (spyv4_tiny)")
     p.add_argument("--out", default="runs/detections", help="folder for annotated frames and the raster plot")
     p.add_argument("--T", type=_positive_int, default=None, help="reads per image (default: the run's)")
     p.add_argument("--conf", type=float, default=0.25, help="score threshold of drawn boxes (default 0.25)")

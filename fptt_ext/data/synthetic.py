@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-__all__ = ["SHAPE_CLASSES", "Mosaic", "SyntheticShapes"]
+__all__ = ["SHAPE_CLASSES", "Mosaic", "SyntheticShapes", "moving_shapes", "render"]
 
 SHAPE_CLASSES = ("circle", "square", "triangle", "diamond", "cross")
 
@@ -62,6 +62,27 @@ def _background(S: int, g: torch.Generator) -> torch.Tensor:
     return bg.clamp(0, 1)
 
 
+def render(background: torch.Tensor, objects, classes=SHAPE_CLASSES) -> tuple[torch.Tensor, dict]:
+    """Draw ``objects`` ``(class, x0, y0, w, h, colour)`` (class: an index into ``classes``, which is
+    also the label) on a copy of ``background``; returns the image and its VOC-style target.
+
+    >>> img, t = render(torch.zeros(3, 8, 8), [(1, 2, 2, 4, 3, torch.ones(3))])
+    >>> t["boxes"].tolist(), t["labels"].tolist(), float(img.sum())
+    ([[2.0, 2.0, 6.0, 5.0]], [1], 36.0)
+    """
+    img, boxes, labels = background.clone(), [], []
+    for c, x0, y0, w, h, colour in objects:
+        m = _mask(classes[c], h, w)
+        patch = img[:, y0:y0 + h, x0:x0 + w]
+        img[:, y0:y0 + h, x0:x0 + w] = torch.where(m, colour[:, None, None], patch)
+        boxes.append((x0, y0, x0 + w, y0 + h))
+        labels.append(c)
+    # later shapes may cover earlier ones: keep the annotation (as VOC keeps occluded objects)
+    target = {"boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4), "labels": torch.tensor(labels,
+              dtype=torch.int64), "difficult": torch.zeros(len(labels), dtype=torch.bool)}
+    return img, target
+
+
 class SyntheticShapes(Dataset):
     """``n`` images of ``image_size`` pixels with 1..``max_objects`` shapes each.
 
@@ -95,13 +116,19 @@ class SyntheticShapes(Dataset):
         return self.n
 
     def __getitem__(self, i: int):
+        img, objects = self.scene(i)
+        return render(img, objects, self.classes)
+
+    def scene(self, i: int) -> tuple[torch.Tensor, list[tuple[int, int, int, int, int, torch.Tensor]]]:
+        """Image ``i``'s background ``[3, S, S]`` and its shapes ``(class, x0, y0, w, h, colour)`` (class:
+        an index into ``self.classes``), in drawing order; :func:`render` draws them."""
         if not -self.n <= i < self.n:
             raise IndexError(f"index {i} out of range for {self.n} images")
         i %= self.n
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + i)
         S = self.image_size
         img = _background(S, g)
-        boxes, labels = [], []
+        objects = []
         for _ in range(1 + int(torch.randint(0, self.max_objects, (1,), generator=g))):
             c = int(torch.randint(0, len(self.classes), (1,), generator=g))
             lo, hi = self.min_size * S, self.max_size * S
@@ -112,18 +139,45 @@ class SyntheticShapes(Dataset):
             y0 = int(torch.randint(0, S - h + 1, (1,), generator=g))
             colour = torch.rand(3, generator=g)
             colour[int(torch.randint(0, 3, (1,), generator=g))] = 1.0  # saturated, so it stands out
-            m = _mask(self.classes[c], h, w)
-            patch = img[:, y0:y0 + h, x0:x0 + w]
-            img[:, y0:y0 + h, x0:x0 + w] = torch.where(m, colour[:, None, None], patch)
-            boxes.append((x0, y0, x0 + w, y0 + h))
-            labels.append(c)
-        # later shapes may cover earlier ones: keep the annotation (as VOC keeps occluded objects)
-        target = {"boxes": torch.tensor(boxes, dtype=torch.float32), "labels": torch.tensor(labels),
-                  "difficult": torch.zeros(len(labels), dtype=torch.bool)}
-        return img, target
+            objects.append((c, x0, y0, w, h, colour))
+        return img, objects
 
     def __repr__(self) -> str:
         return f"SyntheticShapes(n={self.n}, image_size={self.image_size}, seed={self.seed})"
+
+
+def moving_shapes(frames: int, image_size: int = 128, seed: int = 0, speed: float = 2.0,
+                  max_objects: int = 3) -> tuple[torch.Tensor, list[dict]]:
+    """A short clip: the shapes of one synthetic scene gliding over its background.
+
+    Each shape moves ``speed`` pixels per frame in a random direction and bounces off the
+    image edges. Returns the frames ``[frames, 3, S, S]`` in [0, 1] and each frame's target
+    (as :class:`SyntheticShapes` gives them).
+
+    >>> clip, targets = moving_shapes(3, image_size=64, seed=1)
+    >>> clip.shape, len(targets), bool((targets[0]["boxes"] != targets[2]["boxes"]).any())
+    (torch.Size([3, 3, 64, 64]), 3, True)
+    """
+    if frames < 1:
+        raise ValueError(f"frames must be >= 1, got {frames}")
+    background, objects = SyntheticShapes(1, image_size, seed, max_objects).scene(0)
+    g = torch.Generator().manual_seed(seed)
+    angles = torch.rand(len(objects), generator=g) * 6.2832
+    vel = torch.stack([angles.cos(), angles.sin()], 1) * speed
+    pos = torch.tensor([[x0, y0] for _, x0, y0, _, _, _ in objects], dtype=torch.float32)
+    limit = torch.tensor([[image_size - w, image_size - h] for _, _, _, w, h, _ in objects], dtype=torch.float32)
+    images, targets = [], []
+    for _ in range(frames):
+        moved = [(c, round(float(x)), round(float(y)), w, h, colour)
+                 for (c, _, _, w, h, colour), (x, y) in zip(objects, pos)]
+        img, target = render(background, moved)
+        images.append(img)
+        targets.append(target)
+        pos = pos + vel
+        bounce = (pos < 0) | (pos > limit)
+        vel = torch.where(bounce, -vel, vel)
+        pos = torch.minimum(pos.clamp(min=0), limit)
+    return torch.stack(images), targets
 
 
 class Mosaic(Dataset):

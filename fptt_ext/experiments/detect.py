@@ -47,7 +47,7 @@ from ..detection import YOLOLoss
 from ..detection.evaluate import evaluate_detector
 from ..fptt.optimizer import FPTT
 from ..fptt.state import StatefulModules
-from ..zoo import create_model, model_card
+from ..zoo import create_model, list_models, model_card
 from ..zoo.spyv4 import spiking_neuron_count
 from ._io import atomic_write
 
@@ -270,7 +270,9 @@ def _plot(history: list[dict], path: Path) -> None:
 
 
 def load_detector(run_dir: str | os.PathLike):
-    """``(model, config)`` of a finished ``train_detector`` run (its ``config.json`` and ``model.safetensors``).
+    """``(model, config)`` of a finished ``train_detector`` run (its ``config.json`` and ``model.safetensors``),
+    or of a published zoo detector given by name (e.g. ``"spyv4_tiny"``: the checkpoint, hash checked, and
+    the configuration of the run that trained it).
 
     >>> import tempfile
     >>> out = tempfile.mkdtemp()
@@ -282,6 +284,8 @@ def load_detector(run_dir: str | os.PathLike):
     from safetensors.torch import load_file
 
     run = Path(run_dir)
+    if not run.is_dir() and str(run_dir) in list_models():
+        return _zoo_detector(str(run_dir))
     cfg_path, weights = run / "config.json", run / "model.safetensors"
     for f in (cfg_path, weights):
         if not f.is_file():
@@ -296,5 +300,15 @@ def load_detector(run_dir: str | os.PathLike):
     if missing or any(state[k].shape != v.shape for k, v in model.state_dict().items() if k in state):
         raise ValueError(f"{weights} does not match the network described by {cfg_path}")
     model.load_state_dict(state)
+    model.eval()
+    return model, cfg
+
+
+def _zoo_detector(name: str):
+    card = model_card(name)
+    if card["task"] != "detection":
+        raise ValueError(f"{name} is a {card['task']} model, not a detector; use spyv4_tiny or a train-detector run")
+    model = create_model(name, pretrained=True)  # says how to train one when none is published
+    cfg = {**card.get("trained_with", {}), "model": name, "model_kwargs": card.get("model_kwargs", {})}
     model.eval()
     return model, cfg

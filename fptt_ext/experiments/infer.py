@@ -28,7 +28,7 @@ from ..detection.decode import decode
 from ..fptt.state import StatefulModules
 from .detect import load_detector
 
-__all__ = ["VIDEO_SUFFIXES", "detect_files", "read_frames", "read_image", "write_png"]
+__all__ = ["VIDEO_SUFFIXES", "detect_files", "read_frames", "read_image", "write_png", "write_video"]
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 
@@ -63,6 +63,32 @@ def write_png(image: torch.Tensor, path: str | os.PathLike) -> None:
         raise ValueError(f"write_png takes a uint8 [1 or 3, H, W] tensor, got {image.dtype} {tuple(image.shape)}")
     pixels = image.permute(1, 2, 0).cpu().numpy()
     Image.fromarray(pixels[..., 0] if image.shape[0] == 1 else pixels).save(path, format="PNG")
+
+
+def write_video(frames: torch.Tensor, path: str | os.PathLike, fps: int = 10) -> None:
+    """Write ``frames`` ``[F, 3, H, W]`` (float in [0, 1] or uint8) as an H.264 video with PyAV.
+
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "grey.mp4"
+    >>> write_video(torch.full((4, 3, 32, 32), 0.5), path)
+    >>> [frame.shape for _, frame in read_frames([path])]
+    [torch.Size([3, 32, 32]), torch.Size([3, 32, 32]), torch.Size([3, 32, 32]), torch.Size([3, 32, 32])]
+    """
+    if frames.dim() != 4 or frames.shape[1] != 3 or frames.shape[0] == 0:
+        raise ValueError(f"write_video takes frames [F, 3, H, W] with F >= 1, got {tuple(frames.shape)}")
+    try:
+        import av
+    except ImportError as err:
+        raise ValueError("writing video needs PyAV: pip install av") from err
+    if frames.is_floating_point():
+        frames = (frames.clamp(0, 1) * 255).round().to(torch.uint8)
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.height, stream.width, stream.pix_fmt = frames.shape[2], frames.shape[3], "yuv420p"
+        for frame in frames:
+            picture = av.VideoFrame.from_ndarray(frame.permute(1, 2, 0).contiguous().numpy(), format="rgb24")
+            container.mux(stream.encode(picture))
+        container.mux(stream.encode())  # flush
 
 
 def read_frames(paths, max_frames: int | None = None):
