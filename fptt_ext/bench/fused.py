@@ -7,7 +7,8 @@ the same three matrix products, and an Add-task iteration; interleaved rounds, r
   ``h' = h + sigmoid(W_z [I, h]) (tanh(W_c [I, h]) - h)`` with the same three matrix products
   (``fc`` and two ``Linear(2N -> N)``), whose elementwise work is the least such a cell can do.
 * :func:`addtask_table` - one Add-task iteration (the authors' recipe: LTC-SN of 128, FPTT over
-  K windows, clipping at 1.0) with the fused and the plain step.
+  K windows, clipping at 1.0) with the fused and the plain step, and the same iteration's matrix
+  products alone (the floor of any float32 implementation on this core).
 
 Times are CPU seconds of this process (``time.process_time``) unless ``clock="wall"``: on a
 shared machine they do not count the time other jobs hold the core.
@@ -155,7 +156,7 @@ def addtask_table(*, T: int = 1000, batch_size: int = 128, K_values=(10,), hidde
 
     >>> r = addtask_table(T=4, batch_size=2, K_values=(2,), hidden=4, rounds=1, warmup=0)
     >>> sorted(r["seconds_per_iteration"]["K=2"]), r["ratios"]["K=2"] > 0
-    (['fused', 'plain'], True)
+    (['fused', 'matrix products alone', 'plain'], True)
     """
     from ..data.addtask import AddTask
     from ..fptt.loop import SequenceTrainer
@@ -168,7 +169,7 @@ def addtask_table(*, T: int = 1000, batch_size: int = 128, K_values=(10,), hidde
     out = {"config": {"T": T, "batch_size": batch_size, "K": list(K_values), "hidden": hidden, "rounds": rounds,
                       "warmup": warmup, "threads": threads, "clock": clock, "model": "ltc (the authors' Add-task neuron)",
                       "optimizer": "Adam(lr=3e-3)", "max_grad_norm": 1.0, "torch": torch.__version__},
-           "seconds_per_iteration": {}, "ratios": {}, "seconds": {}}
+           "seconds_per_iteration": {}, "ratios": {}, "fused_over_matrix_products": {}, "seconds": {}}
     with torch_threads(threads):
         x, y = AddTask(T, batch_size, 0).batch(0)
         for K in K_values:
@@ -185,9 +186,41 @@ def addtask_table(*, T: int = 1000, batch_size: int = 128, K_values=(10,), hidde
                 with use_fused(variant == "fused"):
                     trainers[variant].train_batch(x, y)
 
-            times = _interleave({v: (lambda v=v: run(v)) for v in trainers}, rounds, warmup, tick)
+            runs = {v: (lambda v=v: run(v)) for v in trainers}
+            runs["matrix products alone"] = lambda: _matmul_floor(T, batch_size, hidden)
+            times = _interleave(runs, rounds, warmup, tick)
             key = f"K={K}"
             out["seconds"][key] = times
             out["seconds_per_iteration"][key] = {k: statistics.median(v) for k, v in times.items()}
             out["ratios"][key] = _ratio(times["fused"], times["plain"])
+            out["fused_over_matrix_products"][key] = _ratio(times["fused"], times["matrix products alone"])
     return out
+
+
+_FLOOR_OPERANDS: dict = {}
+
+
+def _matmul_floor(T: int, B: int, N: int) -> None:
+    """The matrix products of one Add-task iteration and nothing else, at the same shapes.
+
+    Per step: forward ``s W_rec^T`` ``[B, N] x [N, N]`` and the two gates ``[I, state] W^T``
+    ``[B, 2N] x [2N, N]``; backward, the input and weight gradients of the recurrent product and
+    of ``gate_m`` (``gate_adp`` has none with ``beta_a = 0``). The input product (2 -> N) and the
+    readout (N -> 1) are left out: tiny. What no implementation of this math in float32 can go
+    below on this core.
+    """
+    key = (B, N)
+    if key not in _FLOOR_OPERANDS:
+        g = torch.Generator().manual_seed(0)
+        _FLOOR_OPERANDS[key] = (torch.randn(B, N, generator=g), torch.randn(B, 2 * N, generator=g),
+                                torch.randn(N, N, generator=g), torch.randn(N, 2 * N, generator=g))
+    s, cat, w_rec, w_gate = _FLOOR_OPERANDS[key]
+    with torch.no_grad():
+        for _ in range(T):
+            out = torch.mm(s, w_rec.t())                       # forward: recurrent product
+            gm = torch.mm(cat, w_gate.t())                      # forward: gate_m
+            torch.mm(cat, w_gate.t())                           # forward: gate_adp
+            torch.mm(out, w_rec)                                # backward: d input of the recurrent product
+            torch.mm(out.t(), s)                                # backward: d W_rec
+            torch.mm(gm, w_gate)                                # backward: d input of gate_m
+            torch.mm(gm.t(), cat)                               # backward: d W_gate_m
