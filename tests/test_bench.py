@@ -169,7 +169,8 @@ def test_cli_cell_and_addtask_write_json(tmp_path, capsys):
                  "--json", str(js)]) == 0
     r = json.loads(js.read_text())
     assert sorted(r["seconds_per_iteration"]) == ["K=2", "K=6"] and r["config"]["clock"] == "process"
-    assert set(r["seconds_per_iteration"]["K=2"]) == {"fused", "plain", "matrix products alone"}
+    assert set(r["seconds_per_iteration"]["K=2"]) == {"fused", "plain", "fused, full graph", "matrix products alone"}
+    assert r["shortcut_ratios"]["K=2"] > 0
     assert r["fused_over_matrix_products"]["K=6"] > 0
     out = capsys.readouterr().out
     assert "fused / plain" in out and "its matrix products alone" in out

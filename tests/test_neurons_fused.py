@@ -186,21 +186,19 @@ def test_modules_train_identically_with_and_without_fusion(cls, conv):
 
 @pytest.mark.parametrize("multi_step", [False, True])
 @pytest.mark.parametrize("fused", [True, False])
-def test_inert_adaptation_skips_its_graph_with_the_same_numbers(monkeypatch, multi_step, fused):
+def test_inert_adaptation_skips_its_graph_with_the_same_numbers(multi_step, fused):
     # beta_a = 0 (the authors' Add-task neuron): b cannot reach the spikes, so its gate runs
     # without a graph. Spikes, states and every gradient are bit-identical to the full graph's.
     from fptt_ext.neurons.gates import DenseGate
 
     def run(shortcut: bool):
-        if not shortcut:
-            monkeypatch.setattr(functional, "_inert_adaptation", lambda kwargs: False)
         torch.manual_seed(0)
         g_m, g_adp = DenseGate(6), DenseGate(6)
         w = torch.nn.Parameter(torch.randn(4, 6))
         x = torch.rand(7, 3, 4) @ w
         z = torch.zeros(3, 6)
         kw = {"b0": 0.2, "beta_a": 0.0}
-        with use_fused(fused):
+        with use_fused(fused), functional.inert_adaptation_shortcut(shortcut):
             if multi_step:
                 spk_seq, mem, b, _, _ = functional.ltc_multi_step(x, z, z, z, g_m, g_adp, **kw)
             else:
@@ -211,7 +209,6 @@ def test_inert_adaptation_skips_its_graph_with_the_same_numbers(monkeypatch, mul
                     out.append(s)
                 spk_seq, mem, b = torch.stack(out), state[0], state[1]
         (spk_seq.sum() + mem.square().sum()).backward()
-        monkeypatch.undo()
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in (w, *g_m.parameters(), *g_adp.parameters())]
         return spk_seq, mem, b, grads
 

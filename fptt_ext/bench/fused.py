@@ -7,8 +7,9 @@ the same three matrix products, and an Add-task iteration; interleaved rounds, r
   ``h' = h + sigmoid(W_z [I, h]) (tanh(W_c [I, h]) - h)`` with the same three matrix products
   (``fc`` and two ``Linear(2N -> N)``), whose elementwise work is the least such a cell can do.
 * :func:`addtask_table` - one Add-task iteration (the authors' recipe: LTC-SN of 128, FPTT over
-  K windows, clipping at 1.0) with the fused and the plain step, and the same iteration's matrix
-  products alone (the floor of any float32 implementation on this core).
+  K windows, clipping at 1.0) with the fused and the plain step, the fused step without the
+  ``beta_a = 0`` shortcut (:func:`fptt_ext.neurons.functional.inert_adaptation_shortcut`), and the
+  same iteration's matrix products alone (the floor of any float32 implementation on this core).
 
 Times are CPU seconds of this process (``time.process_time``) unless ``clock="wall"``: on a
 shared machine they do not count the time other jobs hold the core.
@@ -28,6 +29,7 @@ import time
 import torch
 from torch import nn
 
+from ..neurons.functional import inert_adaptation_shortcut
 from ..neurons.fused import use_fused
 
 __all__ = ["GatedCell", "addtask_table", "cell_table", "torch_threads"]
@@ -156,7 +158,7 @@ def addtask_table(*, T: int = 1000, batch_size: int = 128, K_values=(10,), hidde
 
     >>> r = addtask_table(T=4, batch_size=2, K_values=(2,), hidden=4, rounds=1, warmup=0)
     >>> sorted(r["seconds_per_iteration"]["K=2"]), r["ratios"]["K=2"] > 0
-    (['fused', 'matrix products alone', 'plain'], True)
+    (['fused', 'fused, full graph', 'matrix products alone', 'plain'], True)
     """
     from ..data.addtask import AddTask
     from ..fptt.loop import SequenceTrainer
@@ -169,7 +171,8 @@ def addtask_table(*, T: int = 1000, batch_size: int = 128, K_values=(10,), hidde
     out = {"config": {"T": T, "batch_size": batch_size, "K": list(K_values), "hidden": hidden, "rounds": rounds,
                       "warmup": warmup, "threads": threads, "clock": clock, "model": "ltc (the authors' Add-task neuron)",
                       "optimizer": "Adam(lr=3e-3)", "max_grad_norm": 1.0, "torch": torch.__version__},
-           "seconds_per_iteration": {}, "ratios": {}, "fused_over_matrix_products": {}, "seconds": {}}
+           "seconds_per_iteration": {}, "ratios": {}, "fused_over_matrix_products": {}, "shortcut_ratios": {},
+           "seconds": {}}
     with torch_threads(threads):
         x, y = AddTask(T, batch_size, 0).batch(0)
         for K in K_values:
@@ -182,8 +185,10 @@ def addtask_table(*, T: int = 1000, batch_size: int = 128, K_values=(10,), hidde
                 trainers[variant] = SequenceTrainer(net, torch.optim.Adam(net.parameters(), lr=3e-3), method="fptt",
                                                     K=K, loss=loss, max_grad_norm=1.0)
 
+            trainers["fused, full graph"] = trainers["fused"]  # the same net, without the beta_a = 0 shortcut
+
             def run(variant, trainers=trainers):
-                with use_fused(variant == "fused"):
+                with use_fused(variant != "plain"), inert_adaptation_shortcut(variant != "fused, full graph"):
                     trainers[variant].train_batch(x, y)
 
             runs = {v: (lambda v=v: run(v)) for v in trainers}
@@ -194,6 +199,7 @@ def addtask_table(*, T: int = 1000, batch_size: int = 128, K_values=(10,), hidde
             out["seconds_per_iteration"][key] = {k: statistics.median(v) for k, v in times.items()}
             out["ratios"][key] = _ratio(times["fused"], times["plain"])
             out["fused_over_matrix_products"][key] = _ratio(times["fused"], times["matrix products alone"])
+            out["shortcut_ratios"][key] = _ratio(times["fused"], times["fused, full graph"])
     return out
 
 

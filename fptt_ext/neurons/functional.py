@@ -191,7 +191,26 @@ def _inert_adaptation(kwargs: dict) -> bool:
     (True, False)
     """
     beta_a = kwargs.get("beta_a", 1.8)
-    return isinstance(beta_a, (int, float)) and beta_a == 0 and torch.is_grad_enabled()
+    return _INERT_SHORTCUT[0] and isinstance(beta_a, (int, float)) and beta_a == 0 and torch.is_grad_enabled()
+
+
+_INERT_SHORTCUT = [True]
+
+
+@contextlib.contextmanager
+def inert_adaptation_shortcut(enabled: bool = True):
+    """Turn the ``beta_a = 0`` shortcut of :func:`ltc_step` off (``False``) inside a ``with`` block:
+    the full graph, for benchmarks and tests (the numbers are the same either way).
+
+    >>> with inert_adaptation_shortcut(False):
+    ...     _inert_adaptation({"beta_a": 0.0})
+    False
+    """
+    before, _INERT_SHORTCUT[0] = _INERT_SHORTCUT[0], bool(enabled)
+    try:
+        yield
+    finally:
+        _INERT_SHORTCUT[0] = before
 
 
 def delayed_reset(mem: torch.Tensor, spk: torch.Tensor, b: torch.Tensor, *, b0: float | torch.Tensor = 0.1,
