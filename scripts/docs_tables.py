@@ -19,7 +19,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results"
-DOCS = ("docs/results.md", "docs/addtask.md", "docs/recipes.md", "docs/zoo.md", "docs/snntorch-tutorials.md")
+DOCS = ("docs/results.md", "docs/addtask.md", "docs/recipes.md", "docs/zoo.md", "docs/snntorch-tutorials.md",
+        "docs/spyv4.md")
 BLOCK = re.compile(r"(<!-- table: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- end table -->)", re.DOTALL)
 
 
@@ -125,6 +126,22 @@ def noise_table(files: list[str]) -> str:
     return "\n".join(rows) + "\n"
 
 
+def detect_table(files: list[str]) -> str:
+    """``fptt-ext train-detector`` summaries: recipe, training done, test mAP@0.5 after each read."""
+    rows = [("| run (file) | optimizer | lr schedule | training images, mosaic epochs | epochs (batches) | "
+             "mAP@0.5 after read 1 / 2 / 3 / 4 (%) | test images | training time |"),
+            "|---|---|---|---|---|---|---|---|"]
+    for rel in files:
+        s = load(rel)
+        reads = " / ".join(f"{100 * m:.2f}" for m in s["map50_per_read"])
+        stopped = ", time limit" if s["stopped_by_time_limit"] else ""
+        rows.append(f"| [{Path(rel).stem}](results/{rel}) | {s['optimizer']} lr {s['lr']:g} | "
+                    f"{s.get('lr_schedule', 'constant')} | {s['n_train']:,}, {s['mosaic_epochs']} | "
+                    f"{s['epochs_done']} of {s['epochs']} ({s['batches']}{stopped}) | {reads} | {s['test_n']} | "
+                    f"{s['train_seconds'] / 60:.1f} min |")
+    return "\n".join(rows) + "\n"
+
+
 def zoo_table() -> str:
     rows = ["| checkpoint (card) | trained with | test score (`fptt-ext eval NAME`) |", "|---|---|---|"]
     for card_path in sorted((ROOT / "zoo").glob("*.json")):
@@ -167,6 +184,9 @@ def tables() -> dict[str, str]:
     bench = _bench_tutorials()
     if bench.load_results():  # docs/results/snntorch/*.json, written and rendered by scripts/bench_tutorials.py
         out["snntorch-tutorials"] = bench.render_table(bench.load_results())
+    det = sorted(p.relative_to(RESULTS).as_posix() for p in (RESULTS / "detect").glob("*.json"))
+    if det:
+        out["detect-synthetic"] = detect_table(det)
     cls = RESULTS / "classify"
     for group in sorted(p.name for p in cls.iterdir() if p.is_dir()) if cls.is_dir() else []:
         files = sorted(p.relative_to(RESULTS).as_posix() for p in (cls / group).glob("*.json"))

@@ -180,7 +180,7 @@ class SpikingNet(base.StepModule, nn.Module):
         if layers is not None:
             self.layers = layers
         self._step_mode = "s"
-        self._children_multi_step = None  # the StepModules below this net, found at the first call
+        self._step_children = None  # the StepModules below this net, found at the first call
         self.step_mode = step_mode
 
     @property
@@ -226,9 +226,9 @@ class SpikingNet(base.StepModule, nn.Module):
         # nodes inside a net that loops over T itself (snnTorch backend, PLIF baselines); such a
         # node would then read [B, ...] as [T, ...]. Where this net drives the steps, its
         # children run one step per call.
-        if self._children_multi_step is None:
-            self._children_multi_step = [m for m in self.modules() if m is not self and isinstance(m, base.StepModule)]
-        for m in self._children_multi_step:
+        if self._step_children is None:
+            self._step_children = [m for m in self.modules() if m is not self and isinstance(m, base.StepModule)]
+        for m in self._step_children:
             if m.step_mode != "s":
                 m.step_mode = "s"
 
