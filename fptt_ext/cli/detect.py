@@ -20,10 +20,12 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--T", type=_positive_int, default=None, help="reads of each image (default: the card's, 4)")
     p.add_argument("--epochs", type=_positive_int, default=1)
     p.add_argument("--batch-size", type=_positive_int, default=None, help="default: the card's (16)")
-    p.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default=None, help="default adagrad (the papers')")
-    p.add_argument("--lr", type=float, default=None, help="default 1e-3 (the papers')")
-    p.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant",
-                   help="constant (the papers') or cosine (annealed to 0 over all epochs, per batch)")
+    p.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default=None,
+                   help="default: the card's recipe (spyv4: adagrad, the papers'; spyv4_tiny: adam)")
+    p.add_argument("--lr", type=float, default=None, help="default: the card's recipe (1e-3)")
+    p.add_argument("--lr-schedule", choices=("constant", "cosine"), default=None,
+                   help="constant or cosine (annealed to 0 over all epochs, per batch); default: the card's recipe "
+                        "(spyv4: constant, the papers'; spyv4_tiny: cosine)")
     p.add_argument("--alpha", type=float, default=0.1)
     p.add_argument("--beta", type=float, default=0.5)
     p.add_argument("--mosaic-epochs", type=int, default=0, help="use mosaic augmentation for the first N epochs")

@@ -99,7 +99,7 @@ def _save(path: Path, payload: dict) -> None:
 
 def train_detector(*, dataset: str = "synthetic", root=None, model_name: str = "spyv4_tiny", neuron: str = "ltc",
                    image_size: int = 128, T: int | None = None, epochs: int = 1, batch_size: int | None = None,
-                   optimizer: str | None = None, lr: float | None = None, lr_schedule: str = "constant",
+                   optimizer: str | None = None, lr: float | None = None, lr_schedule: str | None = None,
                    alpha: float = 0.1, beta: float = 0.5, mosaic_epochs: int = 0, label_smoothing: float = 0.05, n_train: int | None = None,
                    n_test: int | None = None, seed: int = 0, out_dir: str | os.PathLike = "runs/detect",
                    checkpoint_every: int = 50, resume: bool = False, max_minutes: float | None = None,
@@ -107,9 +107,10 @@ def train_detector(*, dataset: str = "synthetic", root=None, model_name: str = "
                    stop_after: int | None = None) -> dict:
     """Train a zoo detector (``spyv4`` / ``spyv4_tiny``) with FPTT over ``T`` reads; returns the summary.
 
-    ``T``, ``batch_size``, ``optimizer`` and ``lr`` default to the model card's (4 reads,
-    Adagrad 1e-3, batch 16). ``lr_schedule``: ``"constant"`` (the papers') or ``"cosine"``
-    (annealed to 0 over all ``epochs``, batch by batch). ``eval_every``: evaluate the test mAP every that many epochs
+    ``T``, ``batch_size``, ``optimizer``, ``lr`` and ``lr_schedule`` default to the model card's
+    recipe (``spyv4``: 4 reads, Adagrad 1e-3, constant, batch 16, the papers'; ``spyv4_tiny``: Adam
+    1e-3 with one cosine). ``lr_schedule``: ``"constant"`` or ``"cosine"`` (annealed to 0 over all
+    ``epochs``, batch by batch). ``eval_every``: evaluate the test mAP every that many epochs
     (and always at the end). ``device``: where the network runs (e.g. ``"cuda"``);
     ``workers``: data-loading processes (JPEG decoding for VOC). ``stop_after``: stop after that many batches in this call
     (to test resuming), without the final evaluation.
@@ -129,6 +130,7 @@ def train_detector(*, dataset: str = "synthetic", root=None, model_name: str = "
     batch_size = batch_size or recipe.get("batch_size", 16)
     optimizer = optimizer or recipe.get("optimizer", "adagrad")
     lr = recipe.get("lr", 1e-3) if lr is None else lr
+    lr_schedule = lr_schedule or recipe.get("lr_schedule", "constant")
     if not isinstance(T, int) or T < 1:
         raise ValueError(f"T (reads per image) must be a positive integer, got {T!r}")
     if optimizer not in OPTIMIZERS:
