@@ -1,4 +1,4 @@
-"""The smaller published checkpoints, re-measured on their cards' full test sets."""
+"""Published checkpoints re-measured on their cards' full test sets."""
 
 import pytest
 
@@ -16,3 +16,11 @@ def test_mnist5k_checkpoint_reproduces_its_card(name):
     assert abs(result["test_accuracy"] - card["test_accuracy"]) <= 0.3
     if GOALS[name] is not None:
         assert card["test_accuracy"] >= GOALS[name]
+
+
+def test_scnn_fmnist_narrow_checkpoint_reproduces_its_card():
+    card = model_card("scnn_fmnist_narrow")
+    result = evaluate("scnn_fmnist_narrow")  # the full Fashion-MNIST test set, at the card's T (8)
+    assert card["T"] == card["trained_with"]["T"] == 8
+    assert result["n"] == card["test_n"] == 10_000
+    assert abs(result["test_accuracy"] - card["test_accuracy"]) <= 0.3

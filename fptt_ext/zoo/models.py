@@ -74,8 +74,8 @@ def scnn_fmnist(neuron: str = "ltc", backend: str = "snntorch", width: float = 1
     paper_dataset="fashion-mnist", paper_metric="Fashion-MNIST test accuracy, % (of the full-width scnn_fmnist)",
     architecture="ConvK3C8S1P1-MPK2S2-ConvK3C32S1P1-MPK2S2-ConvK3C64S1P1-MPK2S2-128D-10I",
     num_params=255_788, recipe=ADAMAX,
-    train_command=_train("scnn_fmnist_narrow", " --epochs 3 --lr-step 1 --clip 0 --no-wbar-at-epoch-end --precision bf16 "
-                                               "--channels-last --threads 1"),
+    train_command=_train("scnn_fmnist_narrow", " --T 8 --K 8 --epochs 12 --lr-schedule cosine --clip 0 "
+                                               "--no-wbar-at-epoch-end --precision bf16 --channels-last --threads 1"),
     variant="scnn_fmnist at width 0.25 (every conv and the dense layer a quarter as wide), so it trains on a CPU",
     description="The Fashion-MNIST SCNN at a quarter of the width; same layer pattern, neurons and recipe")
 def scnn_fmnist_narrow(neuron: str = "ltc", backend: str = "snntorch", step_mode: str = "s"):
