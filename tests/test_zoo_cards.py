@@ -24,3 +24,11 @@ def test_scnn_fmnist_narrow_checkpoint_reproduces_its_card():
     assert card["T"] == card["trained_with"]["T"] == 8
     assert result["n"] == card["test_n"] == 10_000
     assert abs(result["test_accuracy"] - card["test_accuracy"]) <= 0.3
+
+
+def test_spyv4_tiny_checkpoint_reproduces_its_card():
+    card = model_card("spyv4_tiny")
+    result = evaluate("spyv4_tiny")  # the 500 synthetic test images of its run, after each of 4 reads
+    assert result["n"] == card["test_n"] == 500
+    assert abs(result["map50"] - card["map50"]) <= 0.5
+    assert result["map50_per_read"][-1] == result["map50"]

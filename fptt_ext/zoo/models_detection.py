@@ -42,9 +42,9 @@ def spyv4(neuron: str = "ltc", backend: str = "snntorch", num_classes: int = 20,
     paper_dataset="voc07+12",
     paper_metric="VOC07 test mAP@0.5, % (of the full-width spyv4; this variant is for CPU runs)",
     architecture=SPYV4_ARCH + " at width 0.25", num_params=1_379_908, recipe=ADAM_SYNTHETIC,
-    train_command="fptt-ext train-detector --dataset synthetic --model spyv4_tiny --image-size 128 --T 4 --epochs 15 "
-                  "--n-train 4000 --batch-size 16 --optimizer adam --lr 1e-3 --lr-schedule cosine --mosaic-epochs 11 "
-                  "--eval-every 3 --max-minutes 66 --threads 1 --out runs/spyv4-synthetic",
+    train_command="fptt-ext train-detector --dataset synthetic --model spyv4_tiny --image-size 128 --T 4 --epochs 10 "
+                  "--n-train 4000 --batch-size 16 --optimizer adam --lr 1e-3 --lr-schedule cosine --mosaic-epochs 3 "
+                  "--eval-every 2 --threads 1 --out runs/spyv4-synthetic",
     variant="spyv4 at width 0.25 (every spiking layer a quarter as wide; the layer pattern, neurons, heads and "
             "anchors unchanged); num_params is for 5 classes (the synthetic shapes set)",
     description="Reduced-width SPYv4 that trains on a CPU on the synthetic shapes set (fptt_ext.data.synthetic); "
