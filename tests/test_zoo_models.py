@@ -60,11 +60,14 @@ def test_builds_runs_and_takes_an_fptt_update(name):
     assert changed > 0.5 * len(before)  # FPTT moved the weights
 
 
-@pytest.mark.parametrize("name", ["ostl_rmnist", "scnn_fmnist_narrow", "srnn_smnist", "srnn_dvsgesture"])
-def test_step_modes_agree_and_reset_net_resets(name):
+@pytest.mark.parametrize("name,neuron", [("ostl_rmnist", "ltc"), ("scnn_fmnist_narrow", "ltc"), ("srnn_smnist", "ltc"),
+                                         ("srnn_dvsgesture", "ltc"), ("ostl_rmnist", "plif"), ("srnn_smnist5k", "plif")])
+def test_step_modes_agree_and_reset_net_resets(name, neuron):
+    # With "plif", functional.set_step_mode(net, "m") also sets the SpikingJelly nodes of a net that
+    # drives the steps itself (snnTorch backend); they must still run one step per call.
     torch.manual_seed(1)
-    model = create_model(name).eval()
-    x = torch.rand(4, 3, *STEP_SHAPES[name])
+    model = create_model(name, neuron=neuron).eval()
+    x = 4 * torch.rand(4, 3, *STEP_SHAPES[name])
     with torch.no_grad():
         single = torch.stack([model(x_t) for x_t in x])
         functional.reset_net(model)
@@ -72,9 +75,13 @@ def test_step_modes_agree_and_reset_net_resets(name):
         multi = model(x)
         functional.reset_net(model)
         again = model(x)
+        functional.set_step_mode(model, "s")
+        functional.reset_net(model)
+        single_again = torch.stack([model(x_t) for x_t in x])
     assert single.shape == multi.shape == (4, 3, single.shape[-1])
     torch.testing.assert_close(single, multi)
     assert torch.equal(multi, again)  # reset_net brought every neuron back to its initial state
+    assert torch.equal(single, single_again)
 
 
 @pytest.mark.parametrize("neuron", ["ltc", "ltc-minus", "alif", "plif"])
@@ -112,27 +119,6 @@ def test_neuron_switch_keeps_the_architecture():
     assert isinstance(leaky.layers[1], snn.Leaky)
     assert leaky(torch.rand(2, 784)).shape == (2, 10)
     assert isinstance(create_model("ostl_rmnist", neuron="plif").layers[1], ParametricLIFNode)
-
-
-@pytest.mark.parametrize("name", ["ostl_rmnist", "srnn_smnist5k"])
-def test_baselines_in_nets_that_loop_over_time_agree_across_step_modes(name):
-    # functional.set_step_mode(net, "m") also sets the PLIF nodes of a net that drives the steps
-    # itself (snnTorch backend); they must still run one step per call, not read [B, ...] as [T, ...].
-    torch.manual_seed(3)
-    model = create_model(name, neuron="plif").eval()
-    x = 4 * torch.rand(6, 3, *STEP_SHAPES[name])
-    with torch.no_grad():
-        single = torch.stack([model(x_t) for x_t in x])
-        functional.reset_net(model)
-        functional.set_step_mode(model, "m")
-        multi = model(x)
-        functional.reset_net(model)
-        again = model(x)
-        functional.set_step_mode(model, "s")
-        functional.reset_net(model)
-        single_again = torch.stack([model(x_t) for x_t in x])
-    torch.testing.assert_close(single, multi)
-    assert torch.equal(multi, again) and torch.equal(single, single_again)
 
 
 def test_the_recurrent_plif_baseline_feeds_back_its_spikes():
