@@ -350,6 +350,8 @@ def test_cosine_schedule_anneals_per_batch_and_resumes_exactly(tmp_path):
     assert train_detector(out_dir=tmp_path / "part", stop_after=4, **kw) == {"stopped_at_step": 4}
     resumed = train_detector(out_dir=tmp_path / "part", resume=True, **kw)
     assert resumed["map50_per_read"] == full["map50_per_read"]
+    assert [e["epoch"] for e in full["evaluations"]] == [1, 2]  # every evaluation of the run, in order
+    assert full["evaluations"][-1]["map50_per_read"] == full["map50_per_read"]
     a, _ = load_detector(tmp_path / "full")
     b, _ = load_detector(tmp_path / "part")
     assert all(torch.equal(u, v) for u, v in zip(a.state_dict().values(), b.state_dict().values()))

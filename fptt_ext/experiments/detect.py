@@ -247,7 +247,9 @@ def train_detector(*, dataset: str = "synthetic", root=None, model_name: str = "
     summary = {**config, **counts, "batches": sum("loss" in h for h in history), "epochs_done": epoch,
                "stopped_by_time_limit": out_of_time, "map50": result["map50"],
                "map50_per_read": result["map50_per_read"], "per_class_ap50": result["per_class"],
-               "test_n": result["n"], "train_seconds": round(seconds, 1)}
+               "test_n": result["n"], "train_seconds": round(seconds, 1),
+               # every evaluation of the run (step, epoch, mAP after each read): the curve, not only its end
+               "evaluations": [h for h in history if "map50" in h]}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 
