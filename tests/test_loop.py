@@ -25,6 +25,7 @@ from torch import nn
 
 import fptt_ext
 from fptt_ext.fptt import FPTT, ClassificationLoss, SequenceTrainer, StatefulModules, window_ends
+from fptt_ext.fptt.fused import compiler_available
 from fptt_ext.fptt.loop import METHODS
 from fptt_ext.spikingjelly import LTCNode
 
@@ -157,7 +158,9 @@ def test_one_update_per_window_with_window_inputs(method, kw):
 # FPTT-K = 1 is BPTT plus the regulariser
 # ----------------------------------------------------------------------------
 
-def test_fptt_k1_equals_bptt_plus_regulariser():
+@pytest.mark.parametrize("fused", [False, pytest.param(True, marks=pytest.mark.skipif(
+    not compiler_available(), reason="no C++ compiler for torch.compile"))])
+def test_fptt_k1_equals_bptt_plus_regulariser(fused):
     x, y = _data(dtype=torch.float64)
     x2, y2 = _data(dtype=torch.float64, seed=1)
     lr, alpha = 0.5, 0.1
@@ -165,7 +168,8 @@ def test_fptt_k1_equals_bptt_plus_regulariser():
     bptt = SequenceTrainer(bptt_net, torch.optim.SGD(bptt_net.parameters(), lr), method="bptt",
                            loss="classification", num_classes=C)
     fptt = SequenceTrainer(fptt_net, torch.optim.SGD(fptt_net.parameters(), lr), method="fptt", K=1,
-                           loss="classification", num_classes=C, alpha=alpha)
+                           loss="classification", num_classes=C, alpha=alpha, fused=fused)
+    assert fptt.optimizer.fused == fused
     w0 = [p.detach().clone() for p in bptt_net.parameters()]
     # First batch: W == W_bar and lam == 0, so the regulariser's gradient is 0 -> identical SGD step.
     rb, rf = bptt.train_batch(x, y), fptt.train_batch(x, y)

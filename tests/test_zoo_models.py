@@ -61,10 +61,13 @@ def test_builds_runs_and_takes_an_fptt_update(name):
 
 
 @pytest.mark.parametrize("name,neuron", [("ostl_rmnist", "ltc"), ("scnn_fmnist_narrow", "ltc"), ("srnn_smnist", "ltc"),
-                                         ("srnn_dvsgesture", "ltc"), ("ostl_rmnist", "plif"), ("srnn_smnist5k", "plif")])
+                                         ("srnn_dvsgesture", "ltc"), ("ostl_rmnist", "plif"), ("srnn_smnist5k", "plif"),
+                                         ("ostl_rmnist", "leaky"), ("scnn_fmnist_narrow", "leaky")])
 def test_step_modes_agree_and_reset_net_resets(name, neuron):
     # With "plif", functional.set_step_mode(net, "m") also sets the SpikingJelly nodes of a net that
     # drives the steps itself (snnTorch backend); they must still run one step per call.
+    # With "leaky", reset_net must reach snnTorch's Leaky, which SpikingJelly does not know
+    # (SpikingNet.reset does).
     torch.manual_seed(1)
     model = create_model(name, neuron=neuron).eval()
     x = 4 * torch.rand(4, 3, *STEP_SHAPES[name])

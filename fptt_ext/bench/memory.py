@@ -127,7 +127,7 @@ def memory_table(Ts=DEFAULT_TS, methods=DEFAULT_METHODS, *, network: str = "rmni
     >>> memory_table(Ts=(2,), methods=("adam",))
     Traceback (most recent call last):
     ...
-    ValueError: unknown method 'adam'; choose from fptt, fptt-exact, tbptt, bptt, sj-fptt
+    ValueError: unknown method 'adam'; choose from fptt, fptt-fused, fptt-exact, tbptt, bptt, sj-fptt
     """
     for m in methods:
         check_choice("method", m, METHODS)

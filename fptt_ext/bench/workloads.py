@@ -18,6 +18,8 @@ same per-step loss (cross-entropy of the readout against the label at every step
 ``f_loss_t(y_t, target_t)`` needs a per-step target) and the same optimizer:
 
 * ``"fptt"`` - :class:`~fptt_ext.fptt.SequenceTrainer`, FPTT practical variant, K = T;
+* ``"fptt-fused"`` - the same with ``FPTT(fused=True)``: its updates compiled into one kernel per
+  parameter (needs a C++ compiler; compiled in the warm-up rounds);
 * ``"fptt-exact"`` - the same, exact variant (a second forward/backward per step, like SpikingJelly's);
 * ``"tbptt"`` - TBPTT-1: plain back-propagation and an update at every step, no regulariser;
 * ``"bptt"`` - one update after back-propagating through all T steps;
@@ -43,9 +45,10 @@ from ..zoo.scnn import SCNN, STATIC_LAYERS
 
 __all__ = ["METHODS", "NETWORKS", "Workload", "build_network", "make_data", "make_workload"]
 
-METHODS = ("fptt", "fptt-exact", "tbptt", "bptt", "sj-fptt")
+METHODS = ("fptt", "fptt-fused", "fptt-exact", "tbptt", "bptt", "sj-fptt")
 NETWORKS = ("rmnist", "scnn")
-LABELS = {"fptt": "FPTT (practical)", "fptt-exact": "FPTT (exact)", "tbptt": "TBPTT-1", "bptt": "BPTT",
+LABELS = {"fptt": "FPTT (practical)", "fptt-fused": "FPTT (practical, fused)", "fptt-exact": "FPTT (exact)",
+          "tbptt": "TBPTT-1", "bptt": "BPTT",
           "sj-fptt": "SpikingJelly fptt_online_training"}
 
 
@@ -118,9 +121,10 @@ class Workload:
 
             self.w_ra = fptt_online_training_init_w_ra(optimizer)
         else:
-            kind, variant = (method, "practical") if method != "fptt-exact" else ("fptt", "exact")
+            kind = "fptt" if method.startswith("fptt") else method
+            variant = "exact" if method == "fptt-exact" else "practical"
             self.trainer = SequenceTrainer(model, optimizer, method=kind, k=1, loss="per_step", alpha=alpha,
-                                           variant=variant)
+                                           variant=variant, fused=method == "fptt-fused")
 
     def run(self, x: torch.Tensor, y: torch.Tensor) -> None:
         """Reset the state and train on ``x`` ``[T, B, ...]`` with labels ``y`` ``[B]``."""

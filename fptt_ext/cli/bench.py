@@ -19,7 +19,7 @@ import os
 
 from . import _positive_int, register_command
 
-_WORKLOAD_METHODS = ("fptt", "fptt-exact", "tbptt", "bptt", "sj-fptt")
+_WORKLOAD_METHODS = ("fptt", "fptt-fused", "fptt-exact", "tbptt", "bptt", "sj-fptt")
 
 
 def _write_json(path, obj) -> None:

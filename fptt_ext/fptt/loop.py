@@ -137,8 +137,9 @@ class SequenceTrainer:
         num_classes: for the classification loss; the model must output this many scores.
         loss_options: keyword arguments for a loss given by name (e.g.
             ``{"divergence": "uniform"}``, see :class:`ClassificationLoss`).
-        alpha, beta, variant, max_grad_norm: FPTT settings when ``optimizer`` is a
-            plain optimizer (``max_grad_norm`` also clips BPTT/TBPTT).
+        alpha, beta, variant, max_grad_norm, fused: FPTT settings when ``optimizer`` is a
+            plain optimizer (``max_grad_norm`` also clips BPTT/TBPTT; ``fused=True`` compiles
+            FPTT's updates, see :class:`FPTT`).
         explicit_state: call ``model(x_t, state) -> (out, state)``.
         nonfinite: ``"raise"`` on a NaN/Inf loss (default) or ``"skip"`` the update
             with a warning; parameters and FPTT state are never corrupted.
@@ -165,7 +166,7 @@ class SequenceTrainer:
     def __init__(self, model: nn.Module, optimizer, *, method: str = "fptt", K: int | None = None, k: int = 1,
                  loss="classification", num_classes: int | None = None, alpha: float = 0.1, beta: float = 0.5,
                  variant: str = "practical", max_grad_norm: float | None = None, explicit_state: bool = False,
-                 nonfinite: str = "raise", loss_options: dict | None = None):
+                 nonfinite: str = "raise", loss_options: dict | None = None, fused: bool = False):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         if method not in METHODS:
@@ -194,7 +195,7 @@ class SequenceTrainer:
         self.explicit_state, self.nonfinite, self.max_grad_norm = explicit_state, nonfinite, max_grad_norm
         if method == "fptt" and not isinstance(optimizer, FPTT):
             optimizer = FPTT([p for p in model.parameters() if p.requires_grad], optimizer, alpha=alpha, beta=beta,
-                             variant=variant, max_grad_norm=max_grad_norm, nonfinite=nonfinite)
+                             variant=variant, max_grad_norm=max_grad_norm, nonfinite=nonfinite, fused=fused)
         if method != "fptt" and isinstance(optimizer, FPTT):
             raise ValueError(f"method={method!r} trains without the FPTT regulariser; pass the plain optimizer")
         self.optimizer = optimizer

@@ -32,6 +32,7 @@ from spikingjelly.activation_based import layer as sj_layer
 from spikingjelly.activation_based import neuron as sj_neuron
 from torch import nn
 
+from ..fptt.state import StatefulModules
 from ..neurons import spikingjelly as sj_nodes
 from ..neurons.gates import is_all_finite
 from ..neurons.snntorch import ALIF, LI, LTC
@@ -240,6 +241,20 @@ class SpikingNet(base.StepModule, nn.Module):
         if self.step_mode == "s":
             return self.forward_step(x)
         return torch.stack([self.forward_step(x_t) for x_t in x])
+
+    def reset(self) -> None:
+        """Zero the state of every neuron in this net, whichever library built it.
+
+        SpikingJelly's ``functional.reset_net`` calls this too, so it also resets the
+        neurons it does not know itself (snnTorch's ``Leaky`` in the ``neuron="leaky"``
+        baselines).
+
+        >>> from spikingjelly.activation_based import functional
+        >>> net = SpikingNet(nn.Sequential(nn.Linear(2, 3), make_neuron("leaky", 3)))
+        >>> _ = net(torch.ones(1, 2)); functional.reset_net(net); net.layers[1].mem.abs().sum().item()
+        0.0
+        """
+        StatefulModules(self).reset()
 
     def extra_repr(self) -> str:
         return f"backend={self.backend!r}, step_mode={self.step_mode!r}"

@@ -1,0 +1,128 @@
+"""FPTT(fused=True): the compiled updates give the foreach path's numbers, resume from its state,
+and fall back to it (with a warning) where there is no compiler or compiling fails."""
+import copy
+import warnings
+
+import pytest
+import torch
+
+from fptt_ext.fptt import FPTT
+from fptt_ext.fptt import fused as fused_module
+
+needs_compiler = pytest.mark.skipif(not fused_module.compiler_available(),
+                                    reason="no C++ compiler for torch.compile's CPU backend")
+
+
+def make_model(dtype):
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.Tanh(), torch.nn.Linear(16, 3)).to(dtype)
+
+
+def train(model, fptt, steps, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        x = torch.randn(8, 6, generator=g, dtype=model[0].weight.dtype)
+        y = torch.randint(0, 3, (8,), generator=g)
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        fptt.add_regularizer_grad_()
+        if fptt.variant == "exact":
+            fptt.step(lambda: torch.nn.functional.cross_entropy(model(x), y))  # noqa: B023 (called at once)
+        else:
+            fptt.step()
+        fptt.zero_grad()
+
+
+def build(fused, variant="practical", dtype=torch.float32):
+    model = make_model(dtype)
+    return model, FPTT(model.parameters(), torch.optim.Adam(model.parameters(), lr=1e-2), variant=variant,
+                       max_grad_norm=1.0, fused=fused)
+
+
+@needs_compiler
+@pytest.mark.parametrize("variant", ["practical", "exact"])
+def test_fused_updates_match_the_foreach_kernels(variant):
+    (m_ref, ref), (m_fused, fus) = build(False, variant), build(True, variant)
+    assert fus.fused and not ref.fused and "fused=True" in repr(fus)
+    train(m_ref, ref, 6), train(m_fused, fus, 6)
+    for p, q in zip(m_ref.parameters(), m_fused.parameters()):
+        torch.testing.assert_close(q, p, rtol=1e-5, atol=1e-6)
+        for key in ref.state[p]:
+            torch.testing.assert_close(fus.state[q][key], ref.state[p][key], rtol=1e-5, atol=1e-6)
+    assert max((fus.state[q]["W_bar"] - q).abs().max() for q in m_fused.parameters()) > 1e-4  # non-trivial
+
+
+@needs_compiler
+def test_fused_regularizer_grad_is_exactly_zero_at_the_start():
+    # W == W_bar and lam == 0: the regulariser must leave the task gradient bit for bit.
+    model, fptt = build(True)
+    torch.nn.functional.cross_entropy(model(torch.ones(2, 6)), torch.tensor([0, 1])).backward()
+    before = [p.grad.clone() for p in model.parameters()]
+    fptt.add_regularizer_grad_()
+    assert all(torch.equal(p.grad, b) for p, b in zip(model.parameters(), before))
+
+
+@needs_compiler
+def test_fused_resumes_from_a_foreach_state_dict():
+    (m_ref, ref), (m_fused, fus) = build(False), build(True)
+    train(m_ref, ref, 3)
+    m_fused.load_state_dict(m_ref.state_dict())
+    fus.load_state_dict(copy.deepcopy(ref.state_dict()))  # state_dict() returns references
+    train(m_ref, ref, 3, seed=2), train(m_fused, fus, 3, seed=2)
+    for p, q in zip(m_ref.parameters(), m_fused.parameters()):
+        torch.testing.assert_close(q, p, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(fus.state[q]["lam"], ref.state[p]["lam"], rtol=1e-5, atol=1e-7)
+
+
+def test_fused_without_a_compiler_warns_and_uses_foreach(monkeypatch):
+    monkeypatch.setattr(fused_module, "compiler_available", lambda: False)
+    with pytest.warns(RuntimeWarning, match="needs a C.. compiler"):
+        model, fptt = build(True)
+    assert not fptt.fused
+    (m_ref, ref) = build(False)
+    train(model, fptt, 2), train(m_ref, ref, 2)
+    assert all(torch.equal(p, q) for p, q in zip(model.parameters(), m_ref.parameters()))
+
+
+def test_a_failed_compilation_falls_back_before_writing_anything(monkeypatch):
+    from torch._dynamo.exc import BackendCompilerFailed
+
+    def failing(*args):
+        raise BackendCompilerFailed(lambda *a: None, RuntimeError("no linker"), None)
+
+    monkeypatch.setattr(fused_module, "compiler_available", lambda: True)
+    monkeypatch.setattr(fused_module, "_compiled",
+                        lambda: {"regularizer_grad": failing, "practical_update": failing})
+    model, fptt = build(True)
+    assert fptt.fused
+    m_ref, ref = build(False)
+    with pytest.warns(RuntimeWarning, match="compiling the update failed"):
+        train(model, fptt, 1)
+    assert not fptt.fused
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        train(model, fptt, 1)
+    train(m_ref, ref, 1), train(m_ref, ref, 1)
+    assert all(torch.equal(p, q) for p, q in zip(model.parameters(), m_ref.parameters()))
+
+
+@needs_compiler
+def test_fused_fptt_trains_an_ltc_net_like_foreach_in_float64():
+    """SequenceTrainer(fused=True) on the benchmarks' LTC-SN net: float64 takes rounding out."""
+    from spikingjelly.activation_based import functional
+
+    from fptt_ext.bench.workloads import build_network, make_data
+    from fptt_ext.fptt import SequenceTrainer
+
+    weights = []
+    for fused in (False, True):
+        model = build_network("rmnist", hidden=(8,), seed=0).to(torch.float64)
+        x, y = make_data("rmnist", 3, 2)
+        with torch.no_grad():
+            model(x[0].double())
+        functional.reset_net(model)
+        trainer = SequenceTrainer(model, torch.optim.Adam(model.parameters(), lr=1e-3), method="fptt",
+                                  loss="per_step", fused=fused)
+        trainer.train_batch(x.double(), y.expand(3, -1))
+        weights.append([p.detach().clone() for p in model.parameters()])
+    for p, q in zip(*weights):
+        torch.testing.assert_close(q, p, rtol=0, atol=1e-8)  # 1e-5 of a step: rounding only
