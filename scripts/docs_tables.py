@@ -127,18 +127,28 @@ def noise_table(files: list[str]) -> str:
 
 
 def detect_table(files: list[str]) -> str:
-    """``fptt-ext train-detector`` summaries: recipe, training done, test mAP@0.5 after each read."""
-    rows = [("| run (file) | optimizer | lr schedule | training images, mosaic epochs | epochs (batches) | "
-             "mAP@0.5 after read 1 / 2 / 3 / 4 (%) | test images | training time |"),
-            "|---|---|---|---|---|---|---|---|"]
+    """``fptt-ext train-detector`` summaries: neuron, recipe, training done, test mAP@0.5 at every
+    evaluation during training (from the summary, or the run's committed ``NAME.evaluations.jsonl``)
+    and after each read of the final model."""
+    rows = [("| run (file) | neuron | optimizer | lr schedule | training images, mosaic epochs | epochs (batches) | "
+             "mAP@0.5 during training, (epoch) % | final mAP@0.5 after read 1 / 2 / 3 / 4 (%) | test images | "
+             "training time |"),
+            "|---|---|---|---|---|---|---|---|---|---|"]
     for rel in files:
         s = load(rel)
+        evals = s.get("evaluations")
+        side = RESULTS / Path(rel).with_suffix(".evaluations.jsonl")
+        if evals is None and side.exists():
+            evals = [json.loads(line) for line in side.read_text().splitlines() if line.strip()]
+        during = ", ".join(f"({e['epoch']}) {100 * e['map50']:.2f}" for e in evals or []) or "-"
         reads = " / ".join(f"{100 * m:.2f}" for m in s["map50_per_read"])
         stopped = ", time limit" if s["stopped_by_time_limit"] else ""
-        rows.append(f"| [{Path(rel).stem}](results/{rel}) | {s['optimizer']} lr {s['lr']:g} | "
+        neuron = {"ltc": "LTC-SN", "plif": "SpikingJelly PLIF"}.get(s["model_kwargs"]["neuron"],
+                                                                    s["model_kwargs"]["neuron"])
+        rows.append(f"| [{Path(rel).stem}](results/{rel}) | {neuron} | {s['optimizer']} lr {s['lr']:g} | "
                     f"{s.get('lr_schedule', 'constant')} | {s['n_train']:,}, {s['mosaic_epochs']} | "
-                    f"{s['epochs_done']} of {s['epochs']} ({s['batches']}{stopped}) | {reads} | {s['test_n']} | "
-                    f"{s['train_seconds'] / 60:.1f} min |")
+                    f"{s['epochs_done']} of {s['epochs']} ({s['batches']}{stopped}) | {during} | {reads} | "
+                    f"{s['test_n']} | {s['train_seconds'] / 60:.1f} min |")
     return "\n".join(rows) + "\n"
 
 
