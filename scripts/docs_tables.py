@@ -36,7 +36,8 @@ def _f(x, digits=4) -> str:
 def _neuron(cfg: dict) -> str:
     if cfg["model"] == "lstm":
         return "LSTM"
-    name = {"ltc": "LTC-SN", "ltc-minus": "LTC-SN, constant adaptation decay", "alif": "ALIF"}[cfg["model"]]
+    name = {"ltc": "LTC-SN", "ltc-minus": "LTC-SN, constant adaptation decay", "alif": "ALIF",
+            "plif": "SpikingJelly PLIF"}[cfg["model"]]
     if cfg.get("beta_a") == 0:
         return f"{name}, threshold {cfg['threshold']:g}, no adaptation"
     detach = ", detach_adaptation" if cfg.get("detach_adaptation") else ", exact adaptation gradient"

@@ -17,6 +17,7 @@ from fptt_ext.data import AddTask, add_task_batch
 from fptt_ext.experiments.addtask import HELDOUT_OFFSET, plot_addtask, read_log, run_addtask, stability_summary
 from fptt_ext.fptt.loop import SequenceTrainer
 from fptt_ext.fptt.losses import RegressionEndLoss
+from fptt_ext.fptt.state import StatefulModules
 from fptt_ext.zoo.srnn import AddTaskLSTM, AddTaskSNN, addtask_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,8 +82,22 @@ def test_models():
         addtask_model("gru")
 
 
+def test_plif_baseline_reads_its_membrane():
+    net, explicit = addtask_model("plif", hidden=16)
+    node = net.rnn.neuron.neuron  # SpikingJelly's ParametricLIFNode inside LastSpike
+    assert type(node).__name__ == "ParametricLIFNode" and node.v_threshold == 0.5 and not explicit
+    out = net(4 * torch.rand(3, 2))
+    # readout="mem": the prediction is Linear(hidden, 1) of the node's membrane v
+    torch.testing.assert_close(out, net.readout(node.v))
+    assert node.v.abs().sum() > 0
+    StatefulModules(net).reset()
+    assert float(torch.as_tensor(node.v).abs().sum()) == 0 and float(torch.as_tensor(net.rnn.neuron.spk).sum()) == 0
+    with pytest.raises(ValueError, match="no adaptation"):
+        addtask_model("plif", hidden=4, beta_a=1.8)
+
+
 @pytest.mark.parametrize("method", ["fptt", "bptt"])
-@pytest.mark.parametrize("model", ["ltc", "alif", "lstm"])
+@pytest.mark.parametrize("model", ["ltc", "alif", "plif", "lstm"])
 def test_models_train(tmp_path, model, method):
     s = run_addtask(T=20, method=method, model=model, iterations=3, out_dir=tmp_path, **SMALL)
     rows = read_log(tmp_path)

@@ -179,3 +179,14 @@ def test_bad_input_is_refused_clearly():
         create_model("scnn_fmnist", neuron="lif")
     with pytest.raises(ValueError, match="step_mode must be"):
         model.step_mode = "x"
+
+
+def test_plif_takes_a_threshold_and_nothing_else():
+    from fptt_ext.zoo.base import PLIF_THRESHOLD, make_neuron
+
+    assert make_neuron("plif", 4).v_threshold == PLIF_THRESHOLD
+    assert make_neuron("plif", 4, threshold=0.5).v_threshold == 0.5
+    with pytest.raises(ValueError, match=r"apply to ltc, ltc-minus and alif, not 'plif' \(which takes threshold\)"):
+        make_neuron("plif", 4, beta_a=1.8)
+    with pytest.raises(ValueError, match=r"not 'leaky' \(which takes none\)"):
+        make_neuron("leaky", 4, threshold=0.5)

@@ -10,8 +10,9 @@ from . import _clip, _int_at_least, _positive_int, _set_threads, register_comman
 def _addtask_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--T", type=_int_at_least(2), default=1000, help="sequence length (>= 2; default 1000)")
     p.add_argument("--method", choices=("fptt", "bptt", "tbptt"), default="fptt")
-    p.add_argument("--model", choices=("ltc", "ltc-minus", "alif", "lstm"), default="ltc",
-                   help="ltc-minus: the LTC-SN with a constant adaptation decay (liquid_adp=False)")
+    p.add_argument("--model", choices=("ltc", "ltc-minus", "alif", "plif", "lstm"), default="ltc",
+                   help="ltc-minus: the LTC-SN with a constant adaptation decay (liquid_adp=False); plif: "
+                        "SpikingJelly's ParametricLIFNode, the baseline")
     p.add_argument("--iterations", type=_positive_int, default=3000, help="batches to train on (default 3000)")
     p.add_argument("--batch-size", type=_positive_int, default=128, help="default 128 (the authors')")
     p.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate (default 3e-3, the authors')")

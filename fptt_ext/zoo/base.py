@@ -64,21 +64,24 @@ def make_neuron(neuron: str, size: int, *, conv: bool = False, backend: str = "s
     ``"plif"`` (``spikingjelly...ParametricLIFNode`` with ``v_threshold=0.1``, the LTC-SN's
     ``b0``); the two baselines use the multi-Gaussian surrogate too, so only the neuron model
     differs. ``neuron_kwargs`` (``threshold``, ``beta_a``, ...) go to the LTC-SN / ALIF
-    constructors.
+    constructors; PLIF takes ``threshold`` (its ``v_threshold``) alone.
 
     >>> type(make_neuron("plif", 4)).__name__, type(make_neuron("ltc", 4, backend="spikingjelly")).__name__
     ('ParametricLIFNode', 'LTCNode')
     """
     _check(neuron, backend)
     conv = True if conv else None
+    plif_threshold = neuron_kwargs.pop("threshold", PLIF_THRESHOLD) if neuron == "plif" else None
     if neuron_kwargs and neuron in ("plif", "leaky"):
-        raise ValueError(f"neuron options {sorted(neuron_kwargs)} apply to ltc, ltc-minus and alif, not {neuron!r}")
+        allowed = "threshold" if neuron == "plif" else "none"
+        raise ValueError(f"neuron options {sorted(neuron_kwargs)} apply to ltc, ltc-minus and alif, not {neuron!r} "
+                         f"(which takes {allowed})")
     if neuron == "plif":
         # The LTC-SN's firing threshold (b0 = 0.1) rather than SpikingJelly's 1.0: with 1.0 these nets
         # start silent (no spike, so no surrogate gradient; 10% on MNIST-5k after 2 epochs of
         # ostl_mnist5k), and the comparison should be of the dynamics, not of the input scale.
         return sj_neuron.ParametricLIFNode(surrogate_function=MultiGaussian(), detach_reset=False,
-                                           v_threshold=PLIF_THRESHOLD)
+                                           v_threshold=plif_threshold)
     if neuron == "leaky":
         import snntorch as snn
 

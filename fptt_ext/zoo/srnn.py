@@ -31,7 +31,7 @@ from .base import Branches, SpikingNet, make_neuron, make_readout
 __all__ = ["ADDTASK_MODELS", "SRNN", "AddTaskLSTM", "AddTaskSNN", "DVSGestureSRNN", "addtask_model",
            "addtask_neuron_defaults"]
 
-ADDTASK_MODELS = ("ltc", "ltc-minus", "alif", "lstm")
+ADDTASK_MODELS = ("ltc", "ltc-minus", "alif", "plif", "lstm")
 READOUTS = ("mem", "spk")
 
 
@@ -41,12 +41,13 @@ def addtask_neuron_defaults(neuron: str) -> tuple[float, float]:
     ``ltc``: the authors' Add-task neuron, a constant threshold of 0.5 and no adaptation
     (their ``snn_models_LIF4.py``), which also trained best here (docs/addtask.md).
     ``ltc-minus`` and ``alif``: ``b0 = 0.1``, ``beta_a = 1.8`` (docs/concepts/ltc.md), since their
-    adaptation is what sets them apart.
+    adaptation is what sets them apart. ``plif`` (the baseline, no adaptation) fires where
+    ``ltc`` does, at 0.5.
 
-    >>> addtask_neuron_defaults("ltc"), addtask_neuron_defaults("alif")
-    ((0.5, 0.0), (0.1, 1.8))
+    >>> addtask_neuron_defaults("ltc"), addtask_neuron_defaults("alif"), addtask_neuron_defaults("plif")
+    ((0.5, 0.0), (0.1, 1.8), (0.5, 0.0))
     """
-    return (0.5, 0.0) if neuron == "ltc" else (0.1, 1.8)
+    return (0.5, 0.0) if neuron in ("ltc", "plif") else (0.1, 1.8)
 
 
 def _recurrent(n_in: int, hidden: int, neuron: str, backend: str, **neuron_kwargs) -> RecurrentSpiking:
@@ -126,6 +127,8 @@ class AddTaskSNN(SpikingNet):
         "size=4, conv=False, b0=0.5, beta_a=0, reset='zero'"
         >>> AddTaskSNN("ltc", hidden=4, threshold=0.1, beta_a=1.8).rnn.neuron.extra_repr()   # the adaptive LTC-SN
         "size=4, conv=False, b0=0.1, beta_a=1.8, reset='zero'"
+        >>> AddTaskSNN("plif", hidden=4).rnn.neuron.neuron.v_threshold      # the PLIF baseline fires where it does
+        0.5
     """
 
     def __init__(self, neuron: str = "ltc", hidden: int = 128, in_features: int = 2, backend: str = "snntorch",
@@ -140,8 +143,13 @@ class AddTaskSNN(SpikingNet):
         default_threshold, default_beta_a = addtask_neuron_defaults(neuron)
         threshold = default_threshold if threshold is None else threshold
         beta_a = default_beta_a if beta_a is None else beta_a
-        self.rnn = _recurrent(in_features, hidden, neuron, backend, threshold=threshold, beta_a=beta_a,
-                              detach_adaptation=detach_adaptation)
+        if neuron == "plif":  # SpikingJelly's node: a threshold, nothing to adapt
+            if beta_a or detach_adaptation:
+                raise ValueError("neuron='plif' has no adaptation; leave beta_a and detach_adaptation unset")
+            self.rnn = _recurrent(in_features, hidden, neuron, backend, threshold=threshold)
+        else:
+            self.rnn = _recurrent(in_features, hidden, neuron, backend, threshold=threshold, beta_a=beta_a,
+                                  detach_adaptation=detach_adaptation)
         # One nn.Linear over [x_t, s_{t-1}] (the authors' layer): U(+-1/sqrt(fan_in)) for
         # both parts, fan_in = in_features + hidden, and the bias on the input part.
         bound = (in_features + hidden) ** -0.5
@@ -153,7 +161,12 @@ class AddTaskSNN(SpikingNet):
 
     def forward_step(self, x: torch.Tensor) -> torch.Tensor:
         spk = self.rnn(x)
-        return self.readout(self.rnn.neuron.mem if self.readout_from == "mem" else spk)
+        return self.readout(self._membrane() if self.readout_from == "mem" else spk)
+
+    def _membrane(self) -> torch.Tensor:
+        n = self.rnn.neuron
+        # a SpikingJelly node (PLIF) sits inside LastSpike and calls its membrane v
+        return n.mem if hasattr(n, "mem") else n.neuron.v
 
 
 class AddTaskLSTM(nn.Module):
@@ -182,7 +195,7 @@ class AddTaskLSTM(nn.Module):
 
 
 def addtask_model(name: str, hidden: int = 128, **kwargs) -> tuple[nn.Module, bool]:
-    """``(model, explicit_state)`` for ``name`` in ``"ltc"``, ``"ltc-minus"``, ``"alif"``, ``"lstm"``.
+    """``(model, explicit_state)`` for ``name`` in ``"ltc"``, ``"ltc-minus"``, ``"alif"``, ``"plif"``, ``"lstm"``.
 
     Keyword arguments (``readout``, ``threshold``, ``beta_a``, ``detach_adaptation``) go to
     :class:`AddTaskSNN`.
@@ -193,7 +206,7 @@ def addtask_model(name: str, hidden: int = 128, **kwargs) -> tuple[nn.Module, bo
     >>> addtask_model("gru")
     Traceback (most recent call last):
     ...
-    ValueError: unknown Add-task model 'gru'; use one of ('ltc', 'ltc-minus', 'alif', 'lstm')
+    ValueError: unknown Add-task model 'gru'; use one of ('ltc', 'ltc-minus', 'alif', 'plif', 'lstm')
     """
     if name == "lstm":
         return AddTaskLSTM(hidden), True
