@@ -206,6 +206,16 @@ def test_train_recipe_options_reach_the_trainer(tmp_path):
     assert lrs[0] == 5e-4 and lrs == sorted(lrs, reverse=True) and lrs[-1] < 2e-4
 
 
+def test_fused_fptt_reaches_the_optimizer(tmp_path, monkeypatch):
+    from fptt_ext.fptt import optimizer
+
+    seen = []  # the flag is tested here, not the compiler (None: FPTT keeps its foreach kernels)
+    monkeypatch.setattr(optimizer, "fused_updates", lambda: seen.append(True))
+    run = tmp_path / "run"
+    assert main(["train", *TINY_ARGS, "--epochs", "1", "--out", str(run), "--fused-fptt"]) == 0
+    assert json.loads((run / "config.json").read_text())["fused_fptt"] is True and seen == [True]
+
+
 def test_cosine_per_epoch_restarts_every_epoch(tmp_path):
     run = tmp_path / "run"
     assert main(["train", *TINY_ARGS, "--out", str(run), "--lr-schedule", "cosine-per-epoch"]) == 0
