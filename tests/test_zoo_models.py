@@ -25,6 +25,7 @@ PAPER_LAYERS = {
     "srnn_addtask": "128R-Linear1",  # 128 recurrent LTC-SN, Linear -> 1
 }
 STEP_SHAPES = {"scnn_mnist": (1, 28, 28), "scnn_fmnist": (1, 28, 28), "scnn_fmnist_narrow": (1, 28, 28),
+               "scnn_fmnist_half": (1, 28, 28),
                "scnn_dvsgesture": (2, 128, 128), "scnn_dvscifar10": (2, 128, 128), "ostl_rmnist": (784,),
                "ostl_mnist5k": (784,),
                "srnn_smnist": (1,), "srnn_smnist5k": (1,), "srnn_psmnist": (1,), "srnn_dvsgesture": (2, 32, 32), "srnn_addtask": (2,)}

@@ -82,6 +82,21 @@ def scnn_fmnist_narrow(neuron: str = "ltc", backend: str = "snntorch", step_mode
     return SCNN(STATIC_LAYERS, (1, 28, 28), 10, width=0.25, neuron=neuron, backend=backend, step_mode=step_mode)
 
 
+@register_model(
+    "scnn_fmnist_half", task="classification", dataset="fashion-mnist", encoding="static", T=20,
+    paper_test_accuracy=93.58,
+    paper_dataset="fashion-mnist", paper_metric="Fashion-MNIST test accuracy, % (of the full-width scnn_fmnist)",
+    architecture="ConvK3C16S1P1-MPK2S2-ConvK3C64S1P1-MPK2S2-ConvK3C128S1P1-MPK2S2-256D-10I",
+    num_params=1_017_980, recipe=ADAMAX,
+    train_command=_train("scnn_fmnist_half", " --T 8 --K 8 --epochs 12 --lr-schedule cosine --clip 0 "
+                                             "--no-wbar-at-epoch-end --precision bf16 --channels-last --threads 1"),
+    variant="scnn_fmnist at width 0.5 (every conv and the dense layer half as wide): the step from "
+            "scnn_fmnist_narrow toward the papers' full width",
+    description="The Fashion-MNIST SCNN at half the width; same layer pattern, neurons and recipe")
+def scnn_fmnist_half(neuron: str = "ltc", backend: str = "snntorch", step_mode: str = "s"):
+    return SCNN(STATIC_LAYERS, (1, 28, 28), 10, width=0.5, neuron=neuron, backend=backend, step_mode=step_mode)
+
+
 # ------------------------------------------------------------------ SCNNs (event frames)
 @register_model(
     "scnn_dvsgesture", task="classification", dataset="dvs-gesture", encoding="frames", T=20,
