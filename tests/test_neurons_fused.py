@@ -164,6 +164,29 @@ def test_dispatch_conditions():
         _step(x, 0.1, MultiGaussian(), reset_mechanism="bogus")
 
 
+@pytest.mark.parametrize("logits_low", [True, False])
+def test_mixed_precision_is_fused_with_the_plain_paths_numbers(logits_low):
+    # bf16 autocast: the convolution (and its gates) give bfloat16, the neuron's state is float32.
+    # The fused step casts to the promoted dtype first, as the plain path's every op does.
+    torch.manual_seed(0)
+    x, _ = _inputs(torch.float32, B=8, N=16)
+    low = ("cur", "logit_m", "logit_adp") if logits_low else ("cur",)
+    x = {k: (v.detach().to(torch.bfloat16) if k in low else v.detach()).requires_grad_() for k, v in x.items()}
+    kw = {"reset_mechanism": "zero"}
+    out_plain, g_plain = _grads(x, 0.1, MultiGaussian(), False, **kw)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out_fused, g_fused = _grads(x, 0.1, MultiGaussian(), True, **kw)
+    assert out_fused[0].grad_fn.name() == "FusedAdaptiveStepBackward"
+    assert torch.equal(out_plain[0], out_fused[0]) and out_plain[0].sum() > 0 and (out_plain[0] == 0).any()
+    # The plain path rounds some intermediates to bfloat16 (``1.0 - rho`` with rho in bf16), the fused
+    # step does not: they agree to bf16's 8-bit mantissa, 2^-8 of values of order 1.
+    for a, b in zip(out_plain, out_fused):
+        assert a.dtype == b.dtype == torch.float32 and (a - b).abs().max().item() <= 2 ** -8
+    for name, a, b in zip(x, g_plain, g_fused):
+        assert a.dtype == b.dtype == x[name].dtype, name  # gradients come back in each input's dtype
+        assert (a.float() - b.float()).abs().max().item() <= 1e-2 * (1 + a.float().abs().max().item()), name
+
+
 @pytest.mark.parametrize("cls,conv", [(fptt_ext.LTC, False), (fptt_ext.ALIF, False), (fptt_ext.LTC, True)])
 def test_modules_train_identically_with_and_without_fusion(cls, conv):
     # BPTT over 6 steps through an snnTorch module: spikes equal, states and gate gradients to rounding

@@ -86,8 +86,9 @@ def adaptive_step(
     """
     if reset_mechanism not in RESET_MECHANISMS:
         raise ValueError(f"reset_mechanism must be one of {RESET_MECHANISMS}, got {reset_mechanism!r}")
-    rule = _fusable(cur, mem, b, spk, alpha, rho, b0, spike_fn)
+    rule, dtype = _fusable(cur, mem, b, spk, alpha, rho, b0, spike_fn)
     if rule is not None:
+        cur, mem, b, spk, alpha, rho = _promote(dtype, cur, mem, b, spk, alpha, rho)
         return fused.fused_adaptive_step(cur, mem, b, spk, alpha, rho, rule=rule, b0=b0, beta_a=beta_a,
                                          reset_mechanism=reset_mechanism, detach_reset=detach_reset,
                                          detach_adaptation=detach_adaptation, logits=False)
@@ -96,26 +97,37 @@ def adaptive_step(
                                 detach_adaptation=detach_adaptation)
 
 
-def _fusable(cur, mem, b, spk, gate_m, gate_adp, b0, spike_fn) -> fused.SpikeRule | None:
-    """The fused step's spike rule if it computes exactly what the plain path does here, else None."""
+def _fusable(cur, mem, b, spk, gate_m, gate_adp, b0, spike_fn) -> tuple[fused.SpikeRule | None, torch.dtype]:
+    """``(rule, dtype)``: the fused step's spike rule if it computes what the plain path does here
+    (else ``None``), and the dtype the plain path computes in.
+
+    Mixed floating dtypes are fused too, with every input first cast to the dtype that type
+    promotion gives the plain path's operations: under bf16 autocast the convolutions and
+    their gates return bfloat16 while the neuron's state is float32, and op by op each of
+    the step's ~20 operations would convert again.
+    """
+    dtype = cur.dtype
     if not fused.fused_enabled():
-        return None
+        return None, dtype
     if not (isinstance(gate_m, torch.Tensor) and isinstance(gate_adp, torch.Tensor)):
-        return None
+        return None, dtype
     if isinstance(b0, torch.Tensor) and b0.dim() != 0:
-        return None
-    shape, dtype = cur.shape, cur.dtype
+        return None, dtype
+    shape = cur.shape
     for t in (mem, b, spk, gate_m, gate_adp):
-        if t.dtype != dtype:  # mixed precision: the plain path's type promotion decides
-            return None
+        dtype = torch.promote_types(dtype, t.dtype)
+    if not dtype.is_floating_point:
+        return None, dtype
     if mem.shape != shape or b.shape != shape or spk.shape != shape:
-        return None
+        return None, dtype
     for g in (gate_m, gate_adp):  # a gate may broadcast over the batch (ALIF), not beyond the state
         if g.shape != shape and torch.broadcast_shapes(g.shape, shape) != shape:
-            return None
-    if torch.is_autocast_enabled(cur.device.type):
-        return None
-    return fused.spike_rule(spike_fn, cur)
+            return None, dtype
+    return fused.spike_rule(spike_fn, cur if cur.dtype == dtype else cur.new_empty((), dtype=dtype)), dtype
+
+
+def _promote(dtype: torch.dtype, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    return tuple(t if t.dtype == dtype else t.to(dtype) for t in tensors)
 
 
 def _plain_adaptive_step(cur, mem, b, spk, alpha, rho, *, b0, beta_a, spike_fn, reset_mechanism, detach_reset,
@@ -254,11 +266,15 @@ def _before_step(cur, mem, b, spk, gain, reset_delay, kwargs):
 
 def _gated_step(cur, mem, b, spk, logit_m, logit_adp, **kwargs):
     """:func:`adaptive_step` from the gates' logits: fused sigmoids where the step is fused."""
-    rule = _fusable(cur, mem, b, spk, logit_m, logit_adp, kwargs.get("b0", 0.1),
-                    kwargs.get("spike_fn", _DEFAULT_SPIKE))
-    if rule is None or kwargs.get("reset_mechanism", "zero") not in RESET_MECHANISMS:
+    rule, dtype = _fusable(cur, mem, b, spk, logit_m, logit_adp, kwargs.get("b0", 0.1),
+                           kwargs.get("spike_fn", _DEFAULT_SPIKE))
+    if (rule is None or kwargs.get("reset_mechanism", "zero") not in RESET_MECHANISMS
+            or logit_m.dtype != dtype or logit_adp.dtype != dtype):
+        # (logits in a lower precision than the state: the plain path takes the sigmoids in the
+        # logits' precision, and so does adaptive_step here, which still fuses the rest)
         return adaptive_step(cur, mem, b, spk, torch.sigmoid(logit_m), torch.sigmoid(logit_adp), **kwargs)
     kwargs.pop("spike_fn", None)
+    cur, mem, b, spk = _promote(dtype, cur, mem, b, spk)
     return fused.fused_adaptive_step(cur, mem, b, spk, logit_m, logit_adp, rule=rule, logits=True, **kwargs)
 
 
