@@ -93,6 +93,16 @@ def test_speed_table_and_plot(tmp_path):
     assert _is_png(tmp_path / "s.png")
 
 
+@pytest.mark.skipif(not compiler_available(), reason="no C++ compiler for torch.compile's CPU backend")
+def test_speed_times_compiled_methods_against_their_compiled_references():
+    methods = ["fptt+compile", "tbptt", "tbptt+compile", "sj-fptt+compile"]
+    r = speed_table(methods, T=2, rounds=1, warmup=1, **TINY)
+    assert list(r["methods"]) == methods
+    assert {"fptt+compile/tbptt time per step", "fptt+compile/tbptt+compile time per step",
+            "fptt+compile speedup over sj-fptt+compile", "tbptt speedup over sj-fptt+compile"} <= set(r["ratios"])
+    assert all(v > 0 for v in r["ratios"].values())
+
+
 def test_speed_scnn_runs():
     r = speed_table(["fptt", "sj-fptt"], network="scnn", width=0.05, T=2, batch_size=2, rounds=1, warmup=0)
     assert r["config"]["network"] == "scnn" and r["ratios"]["fptt speedup over sj-fptt"] > 0
@@ -170,17 +180,21 @@ def test_library_bad_input_raises_value_error():
 def test_cli_cell_and_addtask_write_json(tmp_path, capsys):
     js = tmp_path / "cell.json"
     assert main(["bench", "cell", "--hidden", "8", "--batch-size", "2", "--steps", "2", "--rounds", "1",
-                 "--json", str(js)]) == 0
+                 "--json", str(js), "--compiled"]) == 0
     r = json.loads(js.read_text())
-    assert set(r["ms_per_step"]["8"]) == {"ltc fused", "ltc plain", "gated cell"}
+    compiled = {"ltc compiled", "gated cell compiled"} if compiler_available() else set()
+    assert set(r["ms_per_step"]["8"]) == {"ltc fused", "ltc plain", "gated cell"} | compiled
     assert r["ratios"]["8"]["ltc fused / ltc plain"] > 0
+    assert ("ltc compiled / gated cell compiled" in r["ratios"]["8"]) == bool(compiled)
     js = tmp_path / "addtask.json"
     assert main(["bench", "addtask", "--T", "6", "--batch-size", "2", "--K", "2", "6", "--rounds", "1",
                  "--json", str(js)]) == 0
     r = json.loads(js.read_text())
     assert sorted(r["seconds_per_iteration"]) == ["K=2", "K=6"] and r["config"]["clock"] == "process"
-    assert set(r["seconds_per_iteration"]["K=2"]) == {"fused", "plain", "fused, full graph", "matrix products alone"}
-    assert r["shortcut_ratios"]["K=2"] > 0
+    compiled = {"fused, compiled"} if compiler_available() else set()
+    assert set(r["seconds_per_iteration"]["K=2"]) == {"fused", "plain", "fused, full graph",
+                                                      "matrix products alone"} | compiled
+    assert r["shortcut_ratios"]["K=2"] > 0 and ("K=6" in r["compiled_ratios"]) == bool(compiled)
     assert r["fused_over_matrix_products"]["K=6"] > 0
     out = capsys.readouterr().out
     assert "fused / plain" in out and "its matrix products alone" in out

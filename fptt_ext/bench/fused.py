@@ -5,11 +5,13 @@ the same three matrix products, and an Add-task iteration; interleaved rounds, r
   backward through one step, as FPTT with K = T does): the LTC-SN with the fused step, the
   LTC-SN with the plain step (:func:`fptt_ext.neurons.fused.use_fused`), and a gated cell
   ``h' = h + sigmoid(W_z [I, h]) (tanh(W_c [I, h]) - h)`` with the same three matrix products
-  (``fc`` and two ``Linear(2N -> N)``), whose elementwise work is the least such a cell can do.
+  (``fc`` and two ``Linear(2N -> N)``), whose elementwise work is the least such a cell can do;
+  with ``compiled=True`` also both under ``torch.compile``.
 * :func:`addtask_table` - one Add-task iteration (the authors' recipe: LTC-SN of 128, FPTT over
   K windows, clipping at 1.0) with the fused and the plain step, the fused step without the
   ``beta_a = 0`` shortcut (:func:`fptt_ext.neurons.functional.inert_adaptation_shortcut`), and the
-  same iteration's matrix products alone (the floor of any float32 implementation on this core).
+  same iteration's matrix products alone (the floor of any float32 implementation on this core),
+  and the fused step trained through ``torch.compile`` (``SequenceTrainer(compile=True)``).
 
 Times are CPU seconds of this process (``time.process_time``) unless ``clock="wall"``: on a
 shared machine they do not count the time other jobs hold the core.
@@ -29,6 +31,7 @@ import time
 import torch
 from torch import nn
 
+from ..fptt.fused import compiler_available
 from ..neurons.functional import inert_adaptation_shortcut
 from ..neurons.fused import use_fused
 
@@ -119,8 +122,11 @@ def _ratio(a, b) -> float:
 
 
 def cell_table(hidden=(128, 256), *, batch_size: int = 128, steps: int = 20, rounds: int = 7, warmup: int = 1,
-               threads: int | None = 1, clock: str = "process") -> dict:
+               threads: int | None = 1, clock: str = "process", compiled: bool = False) -> dict:
     """ms per step (forward + backward) of the LTC-SN layer, fused and plain, and of the gated cell.
+
+    ``compiled``: also both layers under ``torch.compile`` (compiled in the warm-up rounds, so
+    give ``warmup >= 1``; left out without a C++ compiler).
 
     >>> r = cell_table(hidden=(8,), batch_size=2, steps=2, rounds=1, warmup=0, clock="wall")
     >>> list(r["ms_per_step"]["8"])
@@ -130,7 +136,8 @@ def cell_table(hidden=(128, 256), *, batch_size: int = 128, steps: int = 20, rou
         raise ValueError(f"need rounds >= 1, warmup >= 0, steps >= 1, got {rounds}, {warmup}, {steps}")
     tick = _CLOCKS[clock]
     out = {"config": {"hidden": list(hidden), "batch_size": batch_size, "steps": steps, "rounds": rounds,
-                      "warmup": warmup, "threads": threads, "clock": clock, "torch": torch.__version__},
+                      "warmup": warmup, "threads": threads, "clock": clock, "compiled": compiled,
+                      "torch": torch.__version__},
            "ms_per_step": {}, "ratios": {}, "seconds": {}}
     with torch_threads(threads):
         for n in hidden:
@@ -139,16 +146,25 @@ def cell_table(hidden=(128, 256), *, batch_size: int = 128, steps: int = 20, rou
             g = torch.Generator().manual_seed(1)
             xs, w = (torch.rand(steps, batch_size, n, generator=g) < 0.2).float(), torch.randn(batch_size, n,
                                                                                              generator=g)
-            times = _interleave({"ltc fused": lambda: _online(ltc, xs, w, True),  # noqa: B023 (run at once)
-                                 "ltc plain": lambda: _online(ltc, xs, w, False),  # noqa: B023
-                                 "gated cell": lambda: _online(cell, xs, w, None)},  # noqa: B023
-                                rounds, warmup, tick)
+            runs = {"ltc fused": lambda: _online(ltc, xs, w, True),  # noqa: B023 (run at once)
+                    "ltc plain": lambda: _online(ltc, xs, w, False),  # noqa: B023
+                    "gated cell": lambda: _online(cell, xs, w, None)}  # noqa: B023
+            if compiled and compiler_available():
+                ltc_c, cell_c = torch.compile(ltc), torch.compile(cell)  # the same modules, compiled
+                runs["ltc compiled"] = lambda: _online(ltc_c, xs, w, True)  # noqa: B023
+                runs["gated cell compiled"] = lambda: _online(cell_c, xs, w, None)  # noqa: B023
+            with torch._dynamo.config.patch(recompile_limit=64):  # two layers per size, compiled
+                times = _interleave(runs, rounds, warmup, tick)
             key = str(n)
             out["seconds"][key] = times
             out["ms_per_step"][key] = {k: 1e3 * statistics.median(v) / steps for k, v in times.items()}
             out["ratios"][key] = {"ltc fused / gated cell": _ratio(times["ltc fused"], times["gated cell"]),
                                   "ltc plain / gated cell": _ratio(times["ltc plain"], times["gated cell"]),
                                   "ltc fused / ltc plain": _ratio(times["ltc fused"], times["ltc plain"])}
+            if "ltc compiled" in times:
+                out["ratios"][key].update({
+                    "ltc compiled / gated cell compiled": _ratio(times["ltc compiled"], times["gated cell compiled"]),
+                    "ltc compiled / ltc fused": _ratio(times["ltc compiled"], times["ltc fused"])})
     return out
 
 
@@ -157,7 +173,7 @@ def addtask_table(*, T: int = 1000, batch_size: int = 128, K_values=(10,), hidde
     """Seconds per Add-task iteration (``train_batch`` on one batch), fused and plain, per K.
 
     >>> r = addtask_table(T=4, batch_size=2, K_values=(2,), hidden=4, rounds=1, warmup=0)
-    >>> sorted(r["seconds_per_iteration"]["K=2"]), r["ratios"]["K=2"] > 0
+    >>> sorted(set(r["seconds_per_iteration"]["K=2"]) - {"fused, compiled"}), r["ratios"]["K=2"] > 0
     (['fused', 'fused, full graph', 'matrix products alone', 'plain'], True)
     """
     from ..data.addtask import AddTask
@@ -172,18 +188,20 @@ def addtask_table(*, T: int = 1000, batch_size: int = 128, K_values=(10,), hidde
                       "warmup": warmup, "threads": threads, "clock": clock, "model": "ltc (the authors' Add-task neuron)",
                       "optimizer": "Adam(lr=3e-3)", "max_grad_norm": 1.0, "torch": torch.__version__},
            "seconds_per_iteration": {}, "ratios": {}, "fused_over_matrix_products": {}, "shortcut_ratios": {},
-           "seconds": {}}
+           "compiled_ratios": {}, "seconds": {}}
     with torch_threads(threads):
         x, y = AddTask(T, batch_size, 0).batch(0)
         for K in K_values:
             trainers = {}
-            for variant in ("fused", "plain"):
+            # trained through torch.compile only where it compiles (no row that silently is not)
+            for variant in ("fused", "plain") + (("fused, compiled",) if compiler_available() else ()):
                 torch.manual_seed(0)
                 net, _ = addtask_model("ltc", hidden, readout="mem", threshold=0.5, beta_a=0.0,
                                        detach_adaptation=False)
                 loss = RegressionEndLoss(T, "window", K=K)
                 trainers[variant] = SequenceTrainer(net, torch.optim.Adam(net.parameters(), lr=3e-3), method="fptt",
-                                                    K=K, loss=loss, max_grad_norm=1.0)
+                                                    K=K, loss=loss, max_grad_norm=1.0,
+                                                    compile=variant == "fused, compiled")
 
             trainers["fused, full graph"] = trainers["fused"]  # the same net, without the beta_a = 0 shortcut
 
@@ -193,13 +211,16 @@ def addtask_table(*, T: int = 1000, batch_size: int = 128, K_values=(10,), hidde
 
             runs = {v: (lambda v=v: run(v)) for v in trainers}
             runs["matrix products alone"] = lambda: _matmul_floor(T, batch_size, hidden)
-            times = _interleave(runs, rounds, warmup, tick)
+            with torch._dynamo.config.patch(recompile_limit=64):  # a compiled net per K
+                times = _interleave(runs, rounds, warmup, tick)
             key = f"K={K}"
             out["seconds"][key] = times
             out["seconds_per_iteration"][key] = {k: statistics.median(v) for k, v in times.items()}
             out["ratios"][key] = _ratio(times["fused"], times["plain"])
             out["fused_over_matrix_products"][key] = _ratio(times["fused"], times["matrix products alone"])
             out["shortcut_ratios"][key] = _ratio(times["fused"], times["fused, full graph"])
+            if "fused, compiled" in times:
+                out["compiled_ratios"][key] = _ratio(times["fused, compiled"], times["fused"])
     return out
 
 

@@ -25,6 +25,10 @@ same per-step loss (cross-entropy of the readout against the label at every step
 * ``"bptt"`` - one update after back-propagating through all T steps;
 * ``"sj-fptt"`` - ``spikingjelly.activation_based.learning.online_learning.fptt_online_training``.
 
+Each method with ``"+compile"`` appended (``"tbptt+compile"``, ``"sj-fptt+compile"``, ...) trains
+through ``torch.compile(model)`` (``SequenceTrainer(compile=True)``; SpikingJelly's function gets
+the compiled module); compilation happens in the warm-up rounds.
+
 Example:
     >>> import torch
     >>> w = make_workload("sj-fptt", "rmnist", hidden=(8,), batch_size=2)
@@ -39,17 +43,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..fptt.compiled import CompiledForward
 from ..fptt.loop import SequenceTrainer
 from ..zoo.ostl import OSTLNet
 from ..zoo.scnn import SCNN, STATIC_LAYERS
 
 __all__ = ["METHODS", "NETWORKS", "Workload", "build_network", "make_data", "make_workload"]
 
-METHODS = ("fptt", "fptt-fused", "fptt-exact", "tbptt", "bptt", "sj-fptt")
+COMPILED = "+compile"
+_BASE_METHODS = ("fptt", "fptt-fused", "fptt-exact", "tbptt", "bptt", "sj-fptt")
+METHODS = _BASE_METHODS + tuple(m + COMPILED for m in _BASE_METHODS)
 NETWORKS = ("rmnist", "scnn")
 LABELS = {"fptt": "FPTT (practical)", "fptt-fused": "FPTT (practical, fused)", "fptt-exact": "FPTT (exact)",
           "tbptt": "TBPTT-1", "bptt": "BPTT",
           "sj-fptt": "SpikingJelly fptt_online_training"}
+LABELS.update({m + COMPILED: f"{label}, torch.compile" for m, label in LABELS.items()})
 
 
 def check_choice(what: str, value: str, choices) -> None:
@@ -116,27 +124,29 @@ class Workload:
         check_choice("method", method, METHODS)
         self.method, self.model, self.alpha, self.updates = method, model, alpha, 0
         self.torch_optimizer = optimizer
-        if method == "sj-fptt":
+        base, compiled = method.removesuffix(COMPILED), method.endswith(COMPILED)
+        if base == "sj-fptt":
             from spikingjelly.activation_based.learning.online_learning import fptt_online_training_init_w_ra
 
             self.w_ra = fptt_online_training_init_w_ra(optimizer)
+            self.sj_model = CompiledForward(model).module if compiled else model
         else:
-            kind = "fptt" if method.startswith("fptt") else method
-            variant = "exact" if method == "fptt-exact" else "practical"
+            kind = "fptt" if base.startswith("fptt") else base
+            variant = "exact" if base == "fptt-exact" else "practical"
             self.trainer = SequenceTrainer(model, optimizer, method=kind, k=1, loss="per_step", alpha=alpha,
-                                           variant=variant, fused=method == "fptt-fused")
+                                           variant=variant, fused=base == "fptt-fused", compile=compiled)
 
     def run(self, x: torch.Tensor, y: torch.Tensor) -> None:
         """Reset the state and train on ``x`` ``[T, B, ...]`` with labels ``y`` ``[B]``."""
         target = y.expand(x.shape[0], -1)  # the label at every step
-        if self.method != "sj-fptt":
+        if not self.method.startswith("sj-fptt"):
             self.updates = self.trainer.train_batch(x, target).updates
             return
         from spikingjelly.activation_based import functional
         from spikingjelly.activation_based.learning.online_learning import fptt_online_training
 
         functional.reset_net(self.model)
-        fptt_online_training(self.model, self.torch_optimizer, x, target, F.cross_entropy, self.alpha, self.w_ra)
+        fptt_online_training(self.sj_model, self.torch_optimizer, x, target, F.cross_entropy, self.alpha, self.w_ra)
         self.updates = x.shape[0]
 
 

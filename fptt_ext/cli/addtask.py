@@ -43,6 +43,9 @@ def _addtask_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--loss-weighting", choices=("window", "time"), default=None,
                    help="window: (p + 1/K) MSE, the authors' (default for fptt); time: (t/T) MSE (default otherwise)")
     p.add_argument("--hidden", type=_positive_int, default=128, help="recurrent units (default 128)")
+    p.add_argument("--compile", action="store_true",
+                   help="train through torch.compile(net): each step as a few fused kernels (needs a C++ compiler; "
+                        "the first iteration compiles, about half a minute)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="run directory (default runs/addtask/<method>-<model>-T<T>)")
     p.add_argument("--checkpoint-every", type=_positive_int, default=100)
@@ -64,7 +67,7 @@ def _addtask_run(args: argparse.Namespace) -> int:
                           max_grad_norm=args.clip, readout=args.readout, threshold=args.threshold,
                           beta_a=args.beta_a, loss_weighting=args.loss_weighting,
                           detach_adaptation=args.detach_adaptation, lr_milestones=args.lr_milestones,
-                          lr_gamma=args.lr_gamma)
+                          lr_gamma=args.lr_gamma, compile=args.compile)
     mse = summary["final_mse"]
     status = f"diverged at iteration {summary['diverged_at']}" if summary["diverged"] else "finished"
     print(f"{summary['label']} T={args.T}: {status} after {summary['iterations']} iterations; held-out MSE "

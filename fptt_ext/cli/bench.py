@@ -19,7 +19,8 @@ import os
 
 from . import _positive_int, register_command
 
-_WORKLOAD_METHODS = ("fptt", "fptt-fused", "fptt-exact", "tbptt", "bptt", "sj-fptt")
+_BASE_METHODS = ("fptt", "fptt-fused", "fptt-exact", "tbptt", "bptt", "sj-fptt")
+_WORKLOAD_METHODS = _BASE_METHODS + tuple(m + "+compile" for m in _BASE_METHODS)  # bench.workloads.METHODS
 
 
 def _write_json(path, obj) -> None:
@@ -73,7 +74,7 @@ def _bench_arguments(p: argparse.ArgumentParser) -> None:
 
     sp = sub.add_parser("speed", help="sample-steps/s of the methods, interleaved rounds, medians and ratios")
     sp.add_argument("--T", type=_positive_int, default=20, help="sequence length")
-    sp.add_argument("--methods", nargs="+", choices=_WORKLOAD_METHODS, default=list(_WORKLOAD_METHODS))
+    sp.add_argument("--methods", nargs="+", choices=_WORKLOAD_METHODS, default=list(_BASE_METHODS))
     sp.add_argument("--rounds", type=_positive_int, default=7, help="timed rounds (median over them; >= 5)")
     sp.add_argument("--warmup", type=int, default=1, help="untimed rounds first")
     _network_arguments(sp, batch_size=128)
@@ -92,6 +93,8 @@ def _bench_arguments(p: argparse.ArgumentParser) -> None:
     c.add_argument("--batch-size", type=_positive_int, default=128)
     c.add_argument("--steps", type=_positive_int, default=20, help="steps per round")
     c.add_argument("--rounds", type=_positive_int, default=15)
+    c.add_argument("--compiled", action="store_true",
+                   help="also both layers under torch.compile (compiled in the warm-up round)")
     c.add_argument("--clock", choices=("process", "wall"), default="process",
                    help="process: CPU time of this process (other jobs on the core do not count)")
     c.add_argument("--json", default=None, metavar="FILE", help="also write the results as JSON")
@@ -199,11 +202,11 @@ def _cell(args) -> int:
     from ..bench.fused import cell_table
 
     r = cell_table(tuple(args.hidden), batch_size=args.batch_size, steps=args.steps, rounds=args.rounds,
-                   threads=args.threads, clock=args.clock)
-    print(f"{'N':>5} {'ltc fused':>10} {'ltc plain':>10} {'gated cell':>11}   ms per step ({args.clock} time); ratios")
+                   threads=args.threads, clock=args.clock, compiled=args.compiled)
     for n, ms in r["ms_per_step"].items():
-        ratios = "  ".join(f"{k}: {v:.3f}" for k, v in r["ratios"][n].items())
-        print(f"{n:>5} {ms['ltc fused']:>10.3f} {ms['ltc plain']:>10.3f} {ms['gated cell']:>11.3f}   {ratios}")
+        times = ", ".join(f"{k} {v:.3f}" for k, v in ms.items())
+        ratios = ", ".join(f"{k}: {v:.3f}" for k, v in r["ratios"][n].items())
+        print(f"N = {n}: ms per step ({args.clock} time): {times}; ratios: {ratios}")
     _write_json(args.json, r)
     return 0
 
@@ -218,6 +221,9 @@ def _addtask(args) -> int:
               f"fused / plain {r['ratios'][k]:.3f}; its matrix products alone {s['matrix products alone']:.3f} s "
               f"(fused / that {r['fused_over_matrix_products'][k]:.3f}); without the beta_a = 0 shortcut "
               f"{s['fused, full graph']:.3f} s (fused / that {r['shortcut_ratios'][k]:.3f})")
+        if k in r["compiled_ratios"]:
+            print(f"{k}: trained through torch.compile {s['fused, compiled']:.3f} s per iteration "
+                  f"(that / fused {r['compiled_ratios'][k]:.3f})")
     _write_json(args.json, r)
     return 0
 

@@ -49,6 +49,9 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fused-fptt", action="store_true",
                    help="FPTT: compile the regulariser gradient and the W_bar/lam update into one kernel per "
                         "parameter (torch.compile; needs a C++ compiler, a few seconds to compile)")
+    p.add_argument("--compile", action="store_true",
+                   help="train through torch.compile(model): each step's forward and backward as a few fused "
+                        "kernels (needs a C++ compiler; the first steps compile, up to a minute)")
     p.add_argument("--alpha", type=float, default=0.1)
     p.add_argument("--beta", type=float, default=0.5)
     p.add_argument("--seed", type=int, default=0)
@@ -80,7 +83,8 @@ def _train_run(args: argparse.Namespace) -> int:
                          lr_schedule=args.lr_schedule, clip=args.clip, divergence=args.divergence,
                          wbar_at_epoch_end=args.wbar_at_epoch_end, monitor_every=args.monitor_every,
                          alpha=args.alpha, beta=args.beta, precision=args.precision,
-                         channels_last=args.channels_last, fused_fptt=args.fused_fptt, seed=args.seed, out_dir=args.out,
+                         channels_last=args.channels_last, fused_fptt=args.fused_fptt, compile=args.compile,
+                         seed=args.seed, out_dir=args.out,
                          checkpoint_every=args.checkpoint_every, resume=args.resume, limit_train=args.limit_train,
                          limit_test=args.limit_test, progress=not args.no_progress)
     print(f"test accuracy: {s['test_acc']:.2f}% on {s['test_n']} {s['dataset']} test images "

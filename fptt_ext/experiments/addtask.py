@@ -219,7 +219,7 @@ def run_addtask(T: int = 1000, method: str = "fptt", model: str = "ltc", iterati
                 max_grad_norm: float | None = 1.0, readout: str = "mem", threshold: float | None = None,
                 beta_a: float | None = None, loss_weighting: str | None = None,
                 eval_batch_size: int | None = None, detach_adaptation: bool | None = None,
-                lr_milestones=(), lr_gamma: float = 0.1) -> dict:
+                lr_milestones=(), lr_gamma: float = 0.1, compile: bool = False) -> dict:
     """Train ``model`` on the Add-task of length ``T`` with ``method``; returns the summary.
 
     The defaults are the authors' released recipe (docs/recipes.md):
@@ -263,6 +263,9 @@ def run_addtask(T: int = 1000, method: str = "fptt", model: str = "ltc", iterati
         eval_batch_size: held-out batch size (default ``batch_size``).
         lr_milestones, lr_gamma: multiply the learning rate by ``lr_gamma`` after each of
             these iterations (``MultiStepLR``, like the authors' ``--when``); none by default.
+        compile: train through ``torch.compile(net)`` (:class:`fptt_ext.SequenceTrainer`
+            ``compile=True``); the same recipe, rounded differently, so a run may resume with or
+            without it.
 
     The global torch RNG of the caller is left untouched (the run forks it), and
     no thread settings are changed.
@@ -289,7 +292,7 @@ def run_addtask(T: int = 1000, method: str = "fptt", model: str = "ltc", iterati
               "K": K, "k": k, "alpha": alpha, "beta": beta, "seed": seed, "max_grad_norm": max_grad_norm,
               "readout": readout, "threshold": threshold, "beta_a": beta_a, "loss_weighting": loss_weighting,
               "eval_batch_size": eval_batch_size, "detach_adaptation": detach_adaptation,
-              "lr_milestones": sorted(int(m) for m in lr_milestones), "lr_gamma": lr_gamma,
+              "lr_milestones": sorted(int(m) for m in lr_milestones), "lr_gamma": lr_gamma, "compile": compile,
               # what `fptt-ext zoo publish srnn_addtask RUN` builds the network with
               "model_kwargs": {"neuron": model, "hidden": hidden, "readout": readout, "threshold": threshold,
                                "beta_a": beta_a, "detach_adaptation": detach_adaptation} if model != "lstm" else None}
@@ -307,7 +310,7 @@ def run_addtask(T: int = 1000, method: str = "fptt", model: str = "ltc", iterati
         opt = torch.optim.Adam(net.parameters(), lr=lr)
         sched = torch.optim.lr_scheduler.MultiStepLR(opt, config["lr_milestones"], lr_gamma)
         trainer = SequenceTrainer(net, opt, method=method, K=K, k=k, loss=loss, alpha=alpha,
-                                  beta=beta, explicit_state=explicit, max_grad_norm=max_grad_norm)
+                                  beta=beta, explicit_state=explicit, max_grad_norm=max_grad_norm, compile=compile)
 
         rows, start, diverged_at = [], 0, None
         if resume and not ckpt_path.is_file():

@@ -100,8 +100,8 @@ def train_classifier(*, model_name: str = "ostl_rmnist", dataset: str | None = N
                      lr_gamma: float = 0.5, lr_schedule: str | None = None, alpha: float = 0.1, beta: float = 0.5,
                      clip: float | None = 1.0, divergence: str | None = None, divergence_weight: float | None = None,
                      wbar_at_epoch_end: bool | None = None, precision: str = "fp32",
-                     channels_last: bool = False, fused_fptt: bool = False, seed: int = 0,
-                     out_dir: str | os.PathLike = "runs/classify",
+                     channels_last: bool = False, fused_fptt: bool = False, compile: bool = False,
+                     seed: int = 0, out_dir: str | os.PathLike = "runs/classify",
                      checkpoint_every: int = 100, resume: bool = False, limit_train: int | None = None,
                      limit_test: int | None = None, progress: bool = True, stop_after: int | None = None,
                      monitor_every: int = 50, monitor_n: int = 1000) -> dict:
@@ -124,7 +124,8 @@ def train_classifier(*, model_name: str = "ostl_rmnist", dataset: str | None = N
     on (0 turns it off). ``precision="bf16"`` runs forward and backward under CPU
     autocast (the weights, optimizer and FPTT state stay float32); ``channels_last``
     stores conv weights and inputs NHWC. ``fused_fptt``: compile FPTT's per-step updates
-    into one kernel per parameter (:class:`fptt_ext.fptt.FPTT` ``fused=True``). ``stop_after``: stop after that many batches in
+    into one kernel per parameter (:class:`fptt_ext.fptt.FPTT` ``fused=True``). ``compile``: train through
+    ``torch.compile(model)`` (:class:`fptt_ext.SequenceTrainer` ``compile=True``). ``stop_after``: stop after that many batches in
     this call (for tests of resuming).
 
     Example:
@@ -177,7 +178,8 @@ def train_classifier(*, model_name: str = "ostl_rmnist", dataset: str | None = N
               "optimizer": optimizer, "lr": lr, "lr_schedule": lr_schedule, "lr_step": lr_step, "lr_gamma": lr_gamma,
               "alpha": alpha, "beta": beta, "clip": clip, "divergence": divergence,
               "divergence_weight": divergence_weight, "wbar_at_epoch_end": wbar_at_epoch_end,
-              "precision": precision, "channels_last": channels_last, "fused_fptt": fused_fptt, "seed": seed,
+              "precision": precision, "channels_last": channels_last, "fused_fptt": fused_fptt, "compile": compile,
+              "seed": seed,
               "limit_train": limit_train, "limit_test": limit_test}
 
     torch.manual_seed(seed)
@@ -194,7 +196,7 @@ def train_classifier(*, model_name: str = "ostl_rmnist", dataset: str | None = N
              torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(opt, n_batches) if lr_schedule == "cosine-per-epoch"
              else None)
     trainer = SequenceTrainer(model, opt, method=method, K=K, k=k, loss="classification", num_classes=10,
-                              alpha=alpha, beta=beta, max_grad_norm=clip, fused=fused_fptt,
+                              alpha=alpha, beta=beta, max_grad_norm=clip, fused=fused_fptt, compile=compile,
                               loss_options={"divergence": divergence, "divergence_weight": divergence_weight})
     x_monitor, y_monitor = x_test[:monitor_n], y_test[:monitor_n]
     ckpt_path, metrics_path = out / "checkpoint.pt", out / "metrics.jsonl"

@@ -44,6 +44,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .compiled import CompiledForward
 from .losses import LOSSES, ClassificationLoss, PerStepLoss, RegressionEndLoss, check_class_labels, make_loss
 from .optimizer import FPTT, all_finite
 from .state import StatefulModules, detach_tree
@@ -87,7 +88,7 @@ def is_multi_step(model: nn.Module) -> bool:
     return any(getattr(m, "step_mode", "s") == "m" for m in model.modules())
 
 
-def run_sequence(model: nn.Module, x: torch.Tensor, state=None, *, multi_step: bool = False,
+def run_sequence(model, x: torch.Tensor, state=None, *, multi_step: bool = False,
                  explicit_state: bool = False):
     """Forward over ``x`` ``[L, B, ...]`` from the model's current state; returns the
     ``[L, B, ...]`` outputs and the user-held state (``None`` unless ``explicit_state``)."""
@@ -140,6 +141,10 @@ class SequenceTrainer:
         alpha, beta, variant, max_grad_norm, fused: FPTT settings when ``optimizer`` is a
             plain optimizer (``max_grad_norm`` also clips BPTT/TBPTT; ``fused=True`` compiles
             FPTT's updates, see :class:`FPTT`).
+        compile: train through ``torch.compile(model)`` (:class:`~fptt_ext.fptt.compiled.CompiledForward`):
+            each step's forward and backward become a few fused kernels, after some seconds of
+            compilation in the first steps. :meth:`predict` runs the model uncompiled. Without a
+            C++ compiler it warns and trains uncompiled.
         explicit_state: call ``model(x_t, state) -> (out, state)``.
         nonfinite: ``"raise"`` on a NaN/Inf loss (default) or ``"skip"`` the update
             with a warning; parameters and FPTT state are never corrupted.
@@ -166,7 +171,8 @@ class SequenceTrainer:
     def __init__(self, model: nn.Module, optimizer, *, method: str = "fptt", K: int | None = None, k: int = 1,
                  loss="classification", num_classes: int | None = None, alpha: float = 0.1, beta: float = 0.5,
                  variant: str = "practical", max_grad_norm: float | None = None, explicit_state: bool = False,
-                 nonfinite: str = "raise", loss_options: dict | None = None, fused: bool = False):
+                 nonfinite: str = "raise", loss_options: dict | None = None, fused: bool = False,
+                 compile: bool = False):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         if method not in METHODS:
@@ -211,6 +217,12 @@ class SequenceTrainer:
         self._ddp = isinstance(model, nn.parallel.DistributedDataParallel)
         self.multi_step = is_multi_step(model)
         self._params = [p for p in model.parameters() if p.requires_grad]
+        self._forward = CompiledForward(model) if compile else model
+
+    @property
+    def compiled(self) -> bool:
+        """Whether training runs through ``torch.compile(model)`` (``compile=True`` and a C++ compiler)."""
+        return isinstance(self._forward, CompiledForward) and self._forward.active
 
     # -- checks ---------------------------------------------------------------------------
     @staticmethod
@@ -285,8 +297,9 @@ class SequenceTrainer:
         return self.loss_fn
 
     # -- stepping -------------------------------------------------------------------------
-    def _run(self, x: torch.Tensor, state):
-        return run_sequence(self.model, x, state, multi_step=self.multi_step, explicit_state=self.explicit_state)
+    def _run(self, x: torch.Tensor, state, model=None):
+        return run_sequence(self._forward if model is None else model, x, state, multi_step=self.multi_step,
+                            explicit_state=self.explicit_state)
 
     def _window_loss(self, out: torch.Tensor, y, start: int, end: int) -> torch.Tensor:
         loss_fn = self.loss_fn
@@ -405,7 +418,7 @@ class SequenceTrainer:
         self._check_input(x)
         self.model.eval()
         self.states.reset()
-        out, _ = self._run(x, None)
+        out, _ = self._run(x, None, self.model)  # uncompiled: eval mode without graph would compile anew
         return out
 
     def state_dict(self) -> dict:

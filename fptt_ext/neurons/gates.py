@@ -235,12 +235,19 @@ class GatedNeuron:
 def is_all_finite(values: torch.Tensor) -> bool:
     """True if ``values`` holds no NaN/Inf; cheap when it does not (the usual case).
 
+    While ``torch.compile`` traces it is ``True`` without looking: the check is then made once per
+    batch by whoever feeds the compiled model (:class:`fptt_ext.SequenceTrainer` does).
+
     Example:
         >>> is_all_finite(torch.ones(3)), is_all_finite(torch.tensor([1.0, float("inf")]))
         (True, False)
         >>> is_all_finite(torch.full((2,), 3e38))            # the sum overflows, the values are finite
         True
     """
+    if torch.compiler.is_compiling():
+        # Under torch.compile the branch on the data would end the graph at every layer (a host
+        # sync per call); there the trainer checks each batch's input once instead.
+        return True
     # detached: the check must not add autograd nodes (isfinite's abs() recorded one per
     # call, saving the input for a backward that never comes).
     values = values.detach()
