@@ -90,10 +90,12 @@ def classify_table(files: list[str], link_prefix: str = "results/") -> str:
                 recipe += ", W <- W_bar at epoch end"
         accs = " / ".join(f"{a:.2f}" for a in s["test_acc_per_epoch"])
         minutes = (s["seconds_data"] + s["seconds_compute"]) / 60
+        # a run resumed from a checkpoint that did not keep its time knows only the part after it
+        time = f"{minutes:.1f} min" if s.get("time_complete", True) else "not recorded in full (resumed)"
         neuron = {"ltc": "LTC-SN", "ltc-minus": "LTC-SN, constant adaptation decay", "alif": "ALIF",
                   "leaky": "snnTorch Leaky", "plif": "SpikingJelly PLIF"}.get(s.get("neuron"), s.get("neuron"))
         rows.append(f"| [{Path(rel).stem}]({link_prefix}{rel}) | {neuron} | {method} | {recipe} | {accs} | "
-                    f"{s['test_n']} | {minutes:.1f} min |")
+                    f"{s['test_n']} | {time} |")
     return "\n".join(rows) + "\n"
 
 

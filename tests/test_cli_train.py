@@ -283,6 +283,26 @@ def test_stop_and_resume_equals_uninterrupted(reference, tmp_path):
     _assert_same_run(run, reference[0])
 
 
+def test_the_training_time_adds_up_across_resumes(tmp_path, monkeypatch):
+    ticks = iter(range(10_000))  # every perf_counter() call one second later: the time is a count
+    monkeypatch.setattr(classify.time, "perf_counter", lambda: float(next(ticks)))
+    run = tmp_path / "run"
+    train_classifier(**TINY, out_dir=run, stop_after=3)
+    ck = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert ck["seconds"] == {"data": 3.0, "compute": 3.0, "complete": True}  # t0 -> t1 -> t2 per batch
+    s = train_classifier(**TINY, out_dir=run, resume=True)
+    n = s["batches"]
+    assert (s["seconds_data"], s["seconds_compute"], s["time_complete"]) == (n, n, True)
+
+    # a checkpoint from before the time was kept: what is known, marked incomplete
+    train_classifier(**TINY, out_dir=tmp_path / "old", stop_after=3)
+    ck = torch.load(tmp_path / "old" / "checkpoint.pt", weights_only=True)
+    del ck["seconds"]
+    torch.save(ck, tmp_path / "old" / "checkpoint.pt")
+    s = train_classifier(**TINY, out_dir=tmp_path / "old", resume=True)
+    assert (s["seconds_compute"], s["time_complete"]) == (s["batches"] - 3, False)
+
+
 def test_resume_from_every_checkpoint_after_a_kill(reference, tmp_path, monkeypatch):
     """Checkpoint after every batch and keep each file; then pretend the process was killed right
     after each checkpoint, with the log already holding lines written after it (they are dropped

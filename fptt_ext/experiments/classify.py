@@ -72,11 +72,14 @@ def _check_weights(model: torch.nn.Module, state: dict, what: str) -> None:
         raise ValueError(f"{what} ({'; '.join(parts)})")
 
 
-def _resume(ckpt_path: Path, metrics_path: Path, model, trainer, sched, T: int) -> tuple[int, int, int, list]:
+def _resume(ckpt_path: Path, metrics_path: Path, model, trainer, sched, T: int) -> tuple[int, int, int, list, dict]:
     """Restore a run from ``checkpoint.pt`` (weights, trainer and scheduler state, RNG);
-    returns ``(epoch, batch, step, history)``, a fresh start if there is no checkpoint."""
+    returns ``(epoch, batch, step, history, seconds)``, a fresh start if there is no checkpoint.
+
+    ``seconds`` is the data and compute time of the run up to the checkpoint; a checkpoint
+    written before it was kept gives what is known, ``complete=False``."""
     if not ckpt_path.exists():
-        return 0, 0, 0, []
+        return 0, 0, 0, [], _NO_TIME
     ck = torch.load(ckpt_path, weights_only=True)
     _check_weights(model, ck["model"], f"cannot resume: {ckpt_path} was written by a different network "
                                        f"than the one asked for (use the run's original flags, or another --out)")
@@ -86,7 +89,11 @@ def _resume(ckpt_path: Path, metrics_path: Path, model, trainer, sched, T: int) 
         sched.load_state_dict(ck["scheduler"])
     torch.set_rng_state(ck["rng"])
     history = [json.loads(line) for line in metrics_path.read_text().splitlines()][:ck["lines"]]
-    return ck["epoch"], ck["batch"], ck["step"], history
+    seconds = ck.get("seconds", {**_NO_TIME, "complete": False})
+    return ck["epoch"], ck["batch"], ck["step"], history, seconds
+
+
+_NO_TIME = {"data": 0.0, "compute": 0.0, "complete": True}
 
 
 def _save_checkpoint(path: Path, payload: dict) -> None:
@@ -200,8 +207,8 @@ def train_classifier(*, model_name: str = "ostl_rmnist", dataset: str | None = N
                               loss_options={"divergence": divergence, "divergence_weight": divergence_weight})
     x_monitor, y_monitor = x_test[:monitor_n], y_test[:monitor_n]
     ckpt_path, metrics_path = out / "checkpoint.pt", out / "metrics.jsonl"
-    epoch, batch, step, history = _resume(ckpt_path, metrics_path, model, trainer, sched, T) if resume \
-        else (0, 0, 0, [])
+    epoch, batch, step, history, seconds = _resume(ckpt_path, metrics_path, model, trainer, sched, T) if resume \
+        else (0, 0, 0, [], _NO_TIME)
     # written after a resumed checkpoint was accepted, so a refused resume leaves the run's config alone
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     metrics_path.write_text("".join(json.dumps(h) + "\n" for h in history))
@@ -209,9 +216,12 @@ def train_classifier(*, model_name: str = "ostl_rmnist", dataset: str | None = N
     def checkpoint(ep, b):
         _save_checkpoint(ckpt_path, {"model": model.state_dict(), "trainer": trainer.state_dict(),
                                      "scheduler": sched.state_dict() if sched else {}, "rng": torch.get_rng_state(),
-                                     "epoch": ep, "batch": b, "step": step, "lines": len(history)})
+                                     "epoch": ep, "batch": b, "step": step, "lines": len(history),
+                                     # the time of the batches the checkpoint holds, kept across resumes
+                                     "seconds": {"data": t_data, "compute": t_compute,
+                                                 "complete": seconds["complete"]}})
 
-    t_data = t_compute = 0.0
+    t_data, t_compute = seconds["data"], seconds["compute"]
     heldout = next((h["heldout_acc"] for h in reversed(history) if "heldout_acc" in h), None)
     done_here = 0
     with metrics_path.open("a") as log:
@@ -273,7 +283,9 @@ def train_classifier(*, model_name: str = "ostl_rmnist", dataset: str | None = N
                "test_acc_per_epoch": tests,
                "test_acc": tests[-1] if tests else None, "test_n": len(y_test),
                "data_time_share": t_data / max(t_data + t_compute, 1e-9),
-               "seconds_data": t_data, "seconds_compute": t_compute}
+               "seconds_data": t_data, "seconds_compute": t_compute,
+               # False: resumed from a checkpoint that did not keep the time before it
+               "time_complete": seconds["complete"]}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 

@@ -39,10 +39,15 @@ ADAM = {"optimizer": "adam", "lr": 3e-3, "batch_size": 128, **_AUTHORS}  # the p
 ADAM_RMNIST = {**ADAM, "lr": 5e-4, "lr_schedule": "cosine"}
 
 
-# The Fashion-MNIST SCNNs trained here on one core: T = 8 with an update at every step, one cosine
-# over 12 epochs, no clipping, bf16 autocast and channels-last (docs/zoo.md).
-SCNN_CPU_RECIPE = (" --T 8 --K 8 --epochs 12 --lr-schedule cosine --clip 0 --no-wbar-at-epoch-end --precision bf16 "
-                   "--channels-last --threads 1")
+def scnn_cpu_recipe(epochs: int) -> str:
+    """The Fashion-MNIST SCNNs trained here on one core: T = 8 with an update at every step, one
+    cosine over ``epochs``, no clipping, bf16 autocast and channels-last (docs/zoo.md).
+
+    >>> scnn_cpu_recipe(24).split()[:6]
+    ['--T', '8', '--K', '8', '--epochs', '24']
+    """
+    return (f" --T 8 --K 8 --epochs {epochs} --lr-schedule cosine --clip 0 --no-wbar-at-epoch-end --precision bf16 "
+            "--channels-last --threads 1")
 
 
 def _train(name: str, extra: str = "") -> str:
@@ -80,7 +85,7 @@ def scnn_fmnist(neuron: str = "ltc", backend: str = "snntorch", width: float = 1
     paper_dataset="fashion-mnist", paper_metric="Fashion-MNIST test accuracy, % (of the full-width scnn_fmnist)",
     architecture="ConvK3C8S1P1-MPK2S2-ConvK3C32S1P1-MPK2S2-ConvK3C64S1P1-MPK2S2-128D-10I",
     num_params=255_788, recipe=ADAMAX,
-    train_command=_train("scnn_fmnist_narrow", SCNN_CPU_RECIPE),
+    train_command=_train("scnn_fmnist_narrow", scnn_cpu_recipe(24)),
     variant="scnn_fmnist at width 0.25 (every conv and the dense layer a quarter as wide), so it trains on a CPU",
     description="The Fashion-MNIST SCNN at a quarter of the width; same layer pattern, neurons and recipe")
 def scnn_fmnist_narrow(neuron: str = "ltc", backend: str = "snntorch", step_mode: str = "s"):
@@ -93,7 +98,7 @@ def scnn_fmnist_narrow(neuron: str = "ltc", backend: str = "snntorch", step_mode
     paper_dataset="fashion-mnist", paper_metric="Fashion-MNIST test accuracy, % (of the full-width scnn_fmnist)",
     architecture="ConvK3C16S1P1-MPK2S2-ConvK3C64S1P1-MPK2S2-ConvK3C128S1P1-MPK2S2-256D-10I",
     num_params=1_017_980, recipe=ADAMAX,
-    train_command=_train("scnn_fmnist_half", SCNN_CPU_RECIPE),
+    train_command=_train("scnn_fmnist_half", scnn_cpu_recipe(12)),
     variant="scnn_fmnist at width 0.5 (every conv and the dense layer half as wide): the step from "
             "scnn_fmnist_narrow toward the papers' full width",
     description="The Fashion-MNIST SCNN at half the width; same layer pattern, neurons and recipe")
