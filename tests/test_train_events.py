@@ -36,7 +36,13 @@ def test_train_events_writes_a_run_that_resumes_to_the_same_weights(gesture_root
     assert main(_args(gesture_root, tmp_path / "full", 2)) == 0
     assert "on 2 dvs-gesture test recordings" in capsys.readouterr().out
     assert main(_args(gesture_root, tmp_path / "resumed", 1)) == 0
+    ckpt = tmp_path / "resumed" / "checkpoint.pt"
+    ck = torch.load(ckpt, weights_only=True)
+    ck["seconds"]["compute"] = 1e6  # marks the time before the resume
+    torch.save(ck, ckpt)
     assert main([*_args(gesture_root, tmp_path / "resumed", 2), "--resume"]) == 0
+    summary = json.loads((tmp_path / "resumed" / "summary.json").read_text())
+    assert summary["time_complete"] and 1e6 < summary["seconds"] < 1e6 + 600  # kept, plus the second epoch
     full, resumed = (load_file(str(tmp_path / r / "model.safetensors")) for r in ("full", "resumed"))
     assert all(torch.equal(full[k], resumed[k]) for k in full)
     lines = [json.loads(x) for x in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]

@@ -124,10 +124,10 @@ def memory_table(Ts=DEFAULT_TS, methods=DEFAULT_METHODS, *, network: str = "rmni
     Traceback (most recent call last):
     ...
     ValueError: sequence lengths must be >= 1, got []
-    >>> memory_table(Ts=(2,), methods=("adam",))
+    >>> memory_table(Ts=(2,), methods=("adam",))  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    ValueError: unknown method 'adam'; choose from fptt, fptt-fused, fptt-exact, tbptt, bptt, sj-fptt
+    ValueError: unknown method 'adam'; choose from fptt, fptt-fused, fptt-exact, tbptt, bptt, sj-fptt, fptt+compile, ...
     """
     for m in methods:
         check_choice("method", m, METHODS)

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from ..data.events import EVENT_DATASETS, event_split
 from ..fptt.loop import SequenceTrainer
 from ..zoo import create_model, loader_accuracy, model_card
-from .classify import OPTIMIZERS, PRECISIONS, _plot, _resume, _save_checkpoint
+from .classify import _NO_TIME, OPTIMIZERS, PRECISIONS, _plot, _resume, _save_checkpoint
 
 __all__ = ["train_events"]
 
@@ -94,17 +94,20 @@ def train_events(*, model_name: str, root=None, T: int | None = None, method: st
     trainer = SequenceTrainer(model, opt, method=method, K=K, k=k, loss="classification", num_classes=n_classes,
                               max_grad_norm=clip)
     ckpt_path, metrics_path = out / "checkpoint.pt", out / "metrics.jsonl"
-    epoch, batch, step, history = _resume(ckpt_path, metrics_path, model, trainer, None, T) if resume \
-        else (0, 0, 0, [])
+    epoch, batch, step, history, seconds = _resume(ckpt_path, metrics_path, model, trainer, None, T) if resume \
+        else (0, 0, 0, [], _NO_TIME)
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     metrics_path.write_text("".join(json.dumps(h) + "\n" for h in history))
 
     def checkpoint(ep, b):
         _save_checkpoint(ckpt_path, {"model": model.state_dict(), "trainer": trainer.state_dict(), "scheduler": {},
                                      "rng": torch.get_rng_state(), "epoch": ep, "batch": b, "step": step,
-                                     "lines": len(history)})
+                                     "lines": len(history),
+                                     # one clock for data and compute here (the DataLoader's workers overlap them)
+                                     "seconds": {"data": 0.0, "compute": time.perf_counter() - started,
+                                                 "complete": seconds["complete"]}})
 
-    started = time.perf_counter()
+    started = time.perf_counter() - seconds["data"] - seconds["compute"]  # the time before a resume counts
     with metrics_path.open("a") as log:
         while epoch < epochs:
             order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed * 1000 + epoch)).tolist()
@@ -131,6 +134,8 @@ def train_events(*, model_name: str, root=None, T: int | None = None, method: st
     _plot(history, out / "curves.png")
     tests = [h["test_acc"] for h in history if "test_acc" in h]
     summary = {**config, "batches": sum("loss" in h for h in history), "test_acc": tests[-1] if tests else None,
-               "test_n": len(test), "seconds": time.perf_counter() - started}
+               "test_n": len(test), "seconds": time.perf_counter() - started,
+               # False: resumed from a checkpoint that did not keep the time before it
+               "time_complete": seconds["complete"]}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary

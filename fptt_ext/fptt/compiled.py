@@ -43,6 +43,15 @@ class CompiledForward:
     module class's ``forward``; a process that compiles many instances of one network, or
     feeds many batch sizes, may exceed it, and Dynamo then runs the uncompiled code (with a
     warning in its log).
+
+    Example:
+        >>> import torch
+        >>> net = torch.nn.Linear(3, 2)
+        >>> forward = CompiledForward(net)
+        >>> forward.module is (forward._compiled if forward.active else net)
+        True
+        >>> forward(torch.ones(1, 3)).shape                     # compiles here, at the first call
+        torch.Size([1, 2])
     """
 
     def __init__(self, model: nn.Module):
