@@ -14,7 +14,6 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import statistics
 import sys
 import time
@@ -46,30 +45,29 @@ def speed_table(methods=DEFAULT_METHODS, *, network: str = "rmnist", T: int = 20
         raise ValueError("no methods to time")
     if rounds < 1 or warmup < 0:
         raise ValueError(f"need rounds >= 1 and warmup >= 0, got rounds={rounds}, warmup={warmup}")
-    old_threads, stack = torch.get_num_threads(), contextlib.ExitStack()
+    old_threads = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
     try:
         # several compiled instances of one network class in one process: more than Dynamo's
         # default of 8 compiled versions of its forward
-        stack.enter_context(torch._dynamo.config.patch(recompile_limit=64))
-        works = {m: make_workload(m, network, hidden=hidden, width=width, backend=backend, batch_size=batch_size)
-                 for m in methods}
-        x, y = make_data(network, T, batch_size)
-        times = {m: [] for m in methods}
-        it = range(warmup + rounds)
-        if progress:
-            from tqdm import tqdm
+        with torch._dynamo.config.patch(recompile_limit=64):
+            works = {m: make_workload(m, network, hidden=hidden, width=width, backend=backend, batch_size=batch_size)
+                     for m in methods}
+            x, y = make_data(network, T, batch_size)
+            times = {m: [] for m in methods}
+            it = range(warmup + rounds)
+            if progress:
+                from tqdm import tqdm
 
-            it = tqdm(it, desc=f"speed {network} (rounds incl. {warmup} warm-up)", file=sys.stderr)
-        for r in it:
-            for m in methods:
-                t0 = time.perf_counter()
-                works[m].run(x, y)
-                if r >= warmup:
-                    times[m].append(time.perf_counter() - t0)
+                it = tqdm(it, desc=f"speed {network} (rounds incl. {warmup} warm-up)", file=sys.stderr)
+            for r in it:
+                for m in methods:
+                    t0 = time.perf_counter()
+                    works[m].run(x, y)
+                    if r >= warmup:
+                        times[m].append(time.perf_counter() - t0)
     finally:
-        stack.close()
         torch.set_num_threads(old_threads)
     return {"config": {"network": network, "T": T, "batch_size": batch_size, "hidden": list(hidden), "width": width,
                        "backend": backend, "rounds": rounds, "warmup": warmup, "threads": threads,

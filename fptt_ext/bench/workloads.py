@@ -125,7 +125,8 @@ class Workload:
         self.method, self.model, self.alpha, self.updates = method, model, alpha, 0
         self.torch_optimizer = optimizer
         base, compiled = method.removesuffix(COMPILED), method.endswith(COMPILED)
-        if base == "sj-fptt":
+        self.spikingjelly = base == "sj-fptt"  # SpikingJelly's own training function, not our trainer
+        if self.spikingjelly:
             from spikingjelly.activation_based.learning.online_learning import fptt_online_training_init_w_ra
 
             self.w_ra = fptt_online_training_init_w_ra(optimizer)
@@ -139,7 +140,7 @@ class Workload:
     def run(self, x: torch.Tensor, y: torch.Tensor) -> None:
         """Reset the state and train on ``x`` ``[T, B, ...]`` with labels ``y`` ``[B]``."""
         target = y.expand(x.shape[0], -1)  # the label at every step
-        if not self.method.startswith("sj-fptt"):
+        if not self.spikingjelly:
             self.updates = self.trainer.train_batch(x, target).updates
             return
         from spikingjelly.activation_based import functional
