@@ -122,7 +122,107 @@ def test_fused_fptt_trains_an_ltc_net_like_foreach_in_float64():
         functional.reset_net(model)
         trainer = SequenceTrainer(model, torch.optim.Adam(model.parameters(), lr=1e-3), method="fptt",
                                   loss="per_step", fused=fused)
+        calls = []
+        if fused:  # the trainer's steps after the first go through the fused step
+            run = trainer.optimizer._fused_step.run
+            trainer.optimizer._fused_step.run = lambda *a, calls=calls, run=run: calls.append(1) or run(*a)
         trainer.train_batch(x.double(), y.expand(3, -1))
+        assert len(calls) == 2 * fused
         weights.append([p.detach().clone() for p in model.parameters()])
     for p, q in zip(*weights):
         torch.testing.assert_close(q, p, rtol=0, atol=1e-8)  # 1e-5 of a step: rounding only
+
+
+# -- FusedStep: regulariser gradient, the optimizer's update and the FPTT update as one kernel ---
+
+def train_fused_step(model, fptt, steps, seed=1, lr_after=None):
+    g = torch.Generator().manual_seed(seed)
+    for i in range(steps):
+        x = torch.randn(8, 6, generator=g, dtype=model[0].weight.dtype)
+        y = torch.randint(0, 3, (8,), generator=g)
+        torch.nn.functional.cross_entropy(model[2](model[1](model[0](x))) if i % 2 else model(x), y).backward()
+        fptt.step(with_regularizer=True)
+        fptt.zero_grad()
+        if lr_after is not None and i == lr_after:
+            for group in fptt.optimizer.param_groups:
+                group["lr"] *= 0.5  # what an LR scheduler does
+
+
+def build_step(fused, opt="adam", clip=None, **opt_kwargs):
+    model = make_model(torch.float64)
+    cls = {"adam": torch.optim.Adam, "adamax": torch.optim.Adamax, "sgd": torch.optim.SGD}[opt]
+    groups = [{"params": model[0].parameters(), "lr": 2e-2}, {"params": model[2].parameters()}]
+    optimizer = cls(groups, lr=1e-2, **opt_kwargs)
+    return model, FPTT(model.parameters(), optimizer, max_grad_norm=clip, fused=fused)
+
+
+def assert_same_training(ref, fus, m_ref, m_fused, tol=1e-12):
+    for p, q in zip(m_ref.parameters(), m_fused.parameters()):
+        torch.testing.assert_close(q, p, rtol=tol, atol=tol)
+        for key in ref.state[p]:
+            torch.testing.assert_close(fus.state[q][key], ref.state[p][key], rtol=tol, atol=tol)
+        for key, value in ref.optimizer.state[p].items():
+            torch.testing.assert_close(fus.optimizer.state[q][key], value, rtol=tol, atol=tol)
+
+
+@needs_compiler
+@pytest.mark.parametrize(("opt", "clip", "opt_kwargs"), [
+    ("adam", None, {}), ("adam", 0.05, {}), ("adamax", None, {}), ("adamax", 0.05, {"weight_decay": 1e-2}),
+    ("adam", None, {"weight_decay": 1e-2, "betas": (0.8, 0.99), "eps": 1e-6})])
+def test_fused_step_matches_the_separate_kernels(opt, clip, opt_kwargs, monkeypatch):
+    (m_ref, ref), (m_fused, fus) = build_step(False, opt, clip, **opt_kwargs), build_step(True, opt, clip, **opt_kwargs)
+    calls = []
+    run = fus._fused_step.run
+    monkeypatch.setattr(fus._fused_step, "run", lambda *a: calls.append(1) or run(*a))
+    # model[2] only at odd steps: the first layer then gets the regulariser's gradient alone;
+    # the learning rates halve after step 3 (a scheduler), and the groups' rates differ
+    train_fused_step(m_ref, ref, 7, lr_after=3), train_fused_step(m_fused, fus, 7, lr_after=3)
+    assert len(calls) == 6  # every step but the first, which creates the optimizer's state
+    assert_same_training(ref, fus, m_ref, m_fused)
+    assert max((fus.state[q]["W_bar"] - q).abs().max() for q in m_fused.parameters()) > 1e-4  # non-trivial
+
+
+@needs_compiler
+@pytest.mark.parametrize(("opt", "opt_kwargs"), [("adam", {"amsgrad": True}), ("adam", {"maximize": True}),
+                                                 ("sgd", {"momentum": 0.9})])
+def test_fused_step_leaves_other_optimizers_to_the_separate_kernels(opt, opt_kwargs):
+    (m_ref, ref), (m_fused, fus) = build_step(False, opt, **opt_kwargs), build_step(True, opt, **opt_kwargs)
+    assert not fus._fused_step.ready(fus._all_params)
+    train_fused_step(m_ref, ref, 4), train_fused_step(m_fused, fus, 4)
+    assert_same_training(ref, fus, m_ref, m_fused)
+
+
+@needs_compiler
+def test_fused_step_skips_a_nonfinite_gradient_without_a_trace():
+    model, fptt = build_step(True)
+    fptt.nonfinite = "skip"
+    train_fused_step(model, fptt, 2)
+    before = copy.deepcopy((list(model.parameters()), fptt.state_dict()))
+    model(torch.ones(1, 6, dtype=torch.float64)).sum().backward()
+    model[0].weight.grad[0, 0] = float("nan")
+    with pytest.warns(RuntimeWarning, match="non-finite"):
+        fptt.step(with_regularizer=True)
+    assert fptt.skipped_steps == 1
+    after = (list(model.parameters()), fptt.state_dict())
+    assert all(torch.equal(p, q) for p, q in zip(before[0], after[0]))
+    assert int(after[1]["optimizer"]["state"][0]["step"]) == 2
+    for i, s in before[1]["state"].items():
+        assert all(torch.equal(s[k], after[1]["state"][i][k]) for k in s)
+
+
+def test_a_failed_fused_step_compilation_falls_back_before_writing_anything(monkeypatch):
+    from torch._dynamo.exc import BackendCompilerFailed
+
+    def failing(*args):
+        raise BackendCompilerFailed(lambda *a: None, RuntimeError("no linker"), None)
+
+    kernels = {"regularizer_grad": fused_module._regularizer_grad, "practical_update": fused_module._practical_update,
+               "adam": failing, "adamax": failing, "regularized_grad_norm": failing}
+    monkeypatch.setattr(fused_module, "compiler_available", lambda: True)
+    monkeypatch.setattr(fused_module, "_compiled", lambda: kernels)
+    (m_ref, ref), (m_fused, fus) = build_step(False), build_step(True)
+    with pytest.warns(RuntimeWarning, match="compiling the fused step failed"):
+        train_fused_step(m_fused, fus, 3)
+    train_fused_step(m_ref, ref, 3)
+    assert fus._fused_step is None
+    assert_same_training(ref, fus, m_ref, m_fused)

@@ -457,12 +457,12 @@ def test_exact_variant_replay_closure(kind):
     fptt, step = trainer.optimizer, trainer.optimizer.step
     checked = []
 
-    def spy_step(closure=None):
+    def spy_step(closure=None, **kwargs):
         assert closure is not None
         states, rng, x_t = pre["states"], pre["rng"], pre["x"][-1]
         t = len(pre["x"])
         w_bar_old = {p: fptt.state[p]["W_bar"].clone() for p in net.parameters()}
-        closure_loss = step(closure)
+        closure_loss = step(closure, **kwargs)
         pre["x"].pop()  # the replay went through the hook too
         post = neurons.get()
         # by hand: same input, same pre-step state, same dropout mask, updated weights

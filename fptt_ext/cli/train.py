@@ -48,7 +48,8 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--channels-last", action="store_true", help="NHWC memory format for conv nets")
     p.add_argument("--fused-fptt", action="store_true",
                    help="FPTT: compile the regulariser gradient and the W_bar/lam update into one kernel per "
-                        "parameter (torch.compile; needs a C++ compiler, a few seconds to compile)")
+                        "parameter, with Adam/Adamax also the optimizer's update (torch.compile; needs a C++ "
+                        "compiler, a few seconds to compile)")
     p.add_argument("--compile", action="store_true",
                    help="train through torch.compile(model): each step's forward and backward as a few fused "
                         "kernels (needs a C++ compiler; the first steps compile, up to a minute)")

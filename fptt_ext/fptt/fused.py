@@ -16,9 +16,16 @@ every operand once and writes each result once:
 takes a few seconds per model, once per process; without a compiler :func:`fused_updates`
 returns ``None`` and FPTT keeps the foreach kernels.
 
+Where the wrapped optimizer is ``torch.optim.Adam`` or ``Adamax`` (:class:`FusedStep`), the
+whole practical step is one kernel per parameter: regulariser gradient, (clipping,) the
+optimizer's update and the ``lam``/``W_bar`` update read every operand once (read 6, write 5,
+against read 11, write 6 for the three separate kernels, since the gradient of ``loss + R``
+is never written out). The optimizer's state stays its own (``exp_avg``, ``step`` ...), so its
+``state_dict``, LR schedulers and a later unfused step all see the usual state.
+
 Example:
     >>> kernels = fused_updates()
-    >>> kernels is None or sorted(kernels) == ["practical_update", "regularizer_grad"]
+    >>> kernels is None or {"practical_update", "regularizer_grad", "adam", "adamax"} <= set(kernels)
     True
 """
 from __future__ import annotations
@@ -28,7 +35,7 @@ import warnings
 
 import torch
 
-__all__ = ["compiler_available", "fused_updates"]
+__all__ = ["FusedStep", "compiler_available", "fused_updates"]
 
 
 def _regularizer_grad(grads, params, w_bar, trace, alpha: float, c: float):
@@ -40,6 +47,40 @@ def _practical_update(params, w_bar, lam, alpha: float, beta: float):
     for p, w, m in zip(params, w_bar, lam):
         m.sub_((p - w) * alpha)
         w.lerp_(p, beta).sub_(m * (beta / alpha))
+
+
+def _adam_update(params, grads, w_bar, lam, exp_avg, exp_avg_sq, coef, beta1: float, beta2: float, eps: float,
+                 weight_decay: float, alpha: float, beta: float):
+    # coef[i] = (lr / (1 - beta1^t), 1 / sqrt(1 - beta2^t), clip scale), computed on the host:
+    # a power of the step count inside the loop is recomputed for every vector of elements.
+    for i, (p, g, w, m, ea, sq) in enumerate(zip(params, grads, w_bar, lam, exp_avg, exp_avg_sq)):
+        g = (g + ((p - w) * alpha - m)) * coef[i, 2]
+        if weight_decay:
+            g = g + p * weight_decay
+        ea.lerp_(g, 1 - beta1)
+        sq.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+        p.sub_(coef[i, 0] * ea / (sq.sqrt() * coef[i, 1] + eps))
+        m.sub_((p - w) * alpha)
+        w.lerp_(p, beta).sub_(m * (beta / alpha))
+
+
+def _adamax_update(params, grads, w_bar, lam, exp_avg, exp_inf, coef, beta1: float, beta2: float, eps: float,
+                   weight_decay: float, alpha: float, beta: float):
+    for i, (p, g, w, m, ea, inf) in enumerate(zip(params, grads, w_bar, lam, exp_avg, exp_inf)):
+        g = (g + ((p - w) * alpha - m)) * coef[i, 2]
+        if weight_decay:
+            g = g + p * weight_decay
+        ea.lerp_(g, 1 - beta1)
+        inf.copy_(torch.maximum(inf * beta2, g.abs() + eps))
+        p.sub_(coef[i, 0] * ea / inf)
+        m.sub_((p - w) * alpha)
+        w.lerp_(p, beta).sub_(m * (beta / alpha))
+
+
+def _regularized_grad_norm(params, grads, w_bar, lam, alpha: float):
+    # the 2-norm of the gradient of loss + R, which clipping needs, without writing that gradient
+    return torch.linalg.vector_norm(torch.stack(
+        [torch.linalg.vector_norm(g + ((p - w) * alpha - m)) for p, g, w, m in zip(params, grads, w_bar, lam)]))
 
 
 def compiler_available() -> bool:
@@ -63,7 +104,9 @@ def _compiled():
     # dynamic=False: the lists and shapes of one model never change, so specialise on them.
     opts = {"fullgraph": True, "dynamic": False}
     return {"regularizer_grad": torch.compile(_regularizer_grad, **opts),
-            "practical_update": torch.compile(_practical_update, **opts)}
+            "practical_update": torch.compile(_practical_update, **opts),
+            "adam": torch.compile(_adam_update, **opts), "adamax": torch.compile(_adamax_update, **opts),
+            "regularized_grad_norm": torch.compile(_regularized_grad_norm, **opts)}
 
 
 def fused_updates():
@@ -84,3 +127,81 @@ def fused_updates():
                       RuntimeWarning, stacklevel=3)
         return None
     return _compiled()
+
+
+# the optimizer's second state tensor, by the optimizer's exact type (a subclass may step differently)
+_SECOND_STATE = {torch.optim.Adam: "exp_avg_sq", torch.optim.Adamax: "exp_inf"}
+_UNSUPPORTED_OPTIONS = ("amsgrad", "maximize", "capturable", "differentiable", "decoupled_weight_decay")
+
+
+class FusedStep:
+    """FPTT's practical step as one compiled kernel per parameter, for Adam and Adamax.
+
+    The kernel adds the regulariser's gradient ``alpha (W - W_bar) - lam`` to the task gradient
+    in registers (optionally scaled for clipping), takes the optimizer's step on it and
+    updates ``lam`` and ``W_bar``, in one pass over memory. It updates the optimizer's own
+    state tensors and step counts, with its current ``lr``, ``betas``, ``eps`` and (L2)
+    ``weight_decay``. :meth:`ready` says when it can run: the optimizer is exactly ``Adam`` or
+    ``Adamax`` without ``amsgrad``, ``maximize``, ``capturable``, ``differentiable`` or
+    decoupled weight decay, over real parameters, and its state exists (torch creates it at
+    the first step, which therefore runs unfused).
+
+    Example:
+        >>> import torch
+        >>> w = torch.nn.Parameter(torch.ones(3))
+        >>> adam = torch.optim.Adam([w], lr=0.1)
+        >>> kernels = fused_updates()
+        >>> step = FusedStep(adam, kernels) if kernels else None
+        >>> step is None or step.ready([w])                # Adam's state comes with its first step
+        True
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, kernels: dict):
+        self.optimizer, self.kernels = optimizer, kernels
+        self._group_of = {}  # parameter id -> its optimizer group (the FPTT and optimizer groups may differ)
+        for g in optimizer.param_groups:
+            self._group_of.update((id(p), g) for p in g["params"])
+
+    def ready(self, params) -> bool:
+        """Whether :meth:`run` can step ``params`` now."""
+        second = _SECOND_STATE.get(type(self.optimizer))
+        if second is None:
+            return False
+        for g in self.optimizer.param_groups:
+            if any(g.get(k) for k in _UNSUPPORTED_OPTIONS) or any(torch.is_tensor(v) for v in (*g["betas"], g["eps"])):
+                return False
+        state = self.optimizer.state
+        return all(id(p) in self._group_of and second in state.get(p, ()) and not p.is_complex() for p in params)
+
+    @torch.no_grad()
+    def grad_norm(self, segments) -> torch.Tensor:
+        """The 2-norm of the task plus regulariser gradient over ``segments`` (see :meth:`run`)."""
+        norms = [self.kernels["regularized_grad_norm"](ps, [p.grad for p in ps], w_bar, lam, alpha)
+                 for ps, w_bar, lam, alpha, _ in segments]
+        return torch.linalg.vector_norm(torch.stack(norms))
+
+    @torch.no_grad()
+    def run(self, segments, clip_scale: float = 1.0) -> None:
+        """Step every ``(params, W_bar, lam, alpha, beta)`` segment (one FPTT group each; every
+        parameter with a ``.grad``), its gradients scaled by ``clip_scale`` first."""
+        kind = "adam" if type(self.optimizer) is torch.optim.Adam else "adamax"
+        second_key = _SECOND_STATE[type(self.optimizer)]
+        state = self.optimizer.state
+        for ps, w_bar, lam, alpha, beta in segments:
+            for group, idx in self._by_optimizer_group(ps):
+                sub = [ps[i] for i in idx]
+                st = [state[p] for p in sub]
+                steps = [s["step"] for s in st]
+                lr, (b1, b2) = float(group["lr"]), group["betas"]
+                coef = torch.tensor([(lr / (1 - b1 ** t), (1 - b2 ** t) ** -0.5, clip_scale)
+                                     for t in (torch.stack(steps) + 1).tolist()], dtype=sub[0].dtype)
+                self.kernels[kind](sub, [p.grad for p in sub], [w_bar[i] for i in idx], [lam[i] for i in idx],
+                                   [s["exp_avg"] for s in st], [s[second_key] for s in st], coef,
+                                   b1, b2, group["eps"], group["weight_decay"], alpha, beta)
+                torch._foreach_add_(steps, 1)  # after the kernel: a failed compilation leaves the state as it was
+
+    def _by_optimizer_group(self, ps):
+        groups = {}
+        for i, p in enumerate(ps):
+            groups.setdefault(id(self._group_of[id(p)]), (self._group_of[id(p)], []))[1].append(i)
+        return list(groups.values())

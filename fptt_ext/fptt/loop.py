@@ -140,7 +140,7 @@ class SequenceTrainer:
             ``{"divergence": "uniform"}``, see :class:`ClassificationLoss`).
         alpha, beta, variant, max_grad_norm, fused: FPTT settings when ``optimizer`` is a
             plain optimizer (``max_grad_norm`` also clips BPTT/TBPTT; ``fused=True`` compiles
-            FPTT's updates, see :class:`FPTT`).
+            FPTT's updates, with Adam or Adamax the whole step, see :class:`FPTT`).
         compile: train through ``torch.compile(model)`` (:class:`~fptt_ext.fptt.compiled.CompiledForward`):
             each step's forward and backward become a few fused kernels, after some seconds of
             compilation in the first steps. :meth:`predict` runs the model uncompiled. Without a
@@ -342,12 +342,10 @@ class SequenceTrainer:
                         # would stall its reducer), so R stays on the graph there.
                         (loss + self.optimizer.regularizer()).backward()
                     else:
+                        # R's gradient is closed-form: FPTT adds it in its step (with_regularizer),
+                        # which gives the gradient of loss + R (up to rounding) without R's graph.
                         loss.backward()
-                        if self.method == "fptt":
-                            # R's gradient is closed-form: adding it with foreach kernels gives the
-                            # gradient of loss + R (up to rounding) without R's graph and value.
-                            self.optimizer.add_regularizer_grad_()
-                    stepped = self._step(closure, end)
+                    stepped = self._step(closure, end, with_regularizer=not self._ddp)
                 finally:
                     self.optimizer.zero_grad(set_to_none=True)
                 if stepped:
@@ -367,11 +365,11 @@ class SequenceTrainer:
         mean = losses[:n_losses].mean().item() if n_losses else float("nan")
         return BatchResult(mean, outputs, n_losses, skipped)
 
-    def _step(self, closure, end: int) -> bool:
+    def _step(self, closure, end: int, with_regularizer: bool = False) -> bool:
         """One optimizer update; False if it was skipped for a non-finite gradient."""
         if self.method == "fptt":  # FPTT checks the gradients itself, with the same policy
             before = self.optimizer.skipped_steps
-            self.optimizer.step(closure) if closure is not None else self.optimizer.step()
+            self.optimizer.step(closure, with_regularizer=with_regularizer)
             return self.optimizer.skipped_steps == before
         grads = [p.grad for p in self._params if p.grad is not None]
         if self.max_grad_norm is None:

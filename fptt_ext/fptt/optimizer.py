@@ -15,7 +15,7 @@ import warnings
 
 import torch
 
-from .fused import fused_updates
+from .fused import FusedStep, fused_updates
 
 __all__ = ["FPTT", "all_finite"]
 
@@ -90,7 +90,10 @@ class FPTT:
             over memory instead of four; :mod:`fptt_ext.fptt.fused`), like ``fused=True`` in
             ``torch.optim``. Needs a C++ compiler and a few seconds of compilation in the
             first step; without a compiler it warns and keeps the foreach kernels.
-            The numbers agree with the foreach path to rounding.
+            The numbers agree with the foreach path to rounding. With ``torch.optim.Adam`` or
+            ``Adamax``, ``step(with_regularizer=True)`` goes further: regulariser gradient,
+            clipping, the optimizer's update and the FPTT update in one kernel per parameter
+            (:class:`~fptt_ext.fptt.fused.FusedStep`), from the second step on.
 
     ``state_dict()`` returns references (like ``torch.optim``); deep-copy it
     if you keep training and want a snapshot.
@@ -126,6 +129,7 @@ class FPTT:
         self.nonfinite = nonfinite
         self._trace_key = "lam" if variant == "practical" else "grad_prev"
         self._kernels = fused_updates() if fused else None
+        self._fused_step = FusedStep(optimizer, self._kernels) if self._kernels is not None else None
 
         raw = list(params)
         if raw and not isinstance(raw[0], dict):
@@ -255,11 +259,25 @@ class FPTT:
             raise FloatingPointError(msg + " Pass nonfinite='skip' to skip such steps.")
         warnings.warn(msg, RuntimeWarning, stacklevel=3)
 
-    def step(self, closure=None):
+    def step(self, closure=None, *, with_regularizer=False):
         """Step the wrapped optimizer, then update the FPTT state.
+
+        ``with_regularizer=True`` adds the regulariser's gradient first: the same step as
+        :meth:`add_regularizer_grad_` then ``step()``, after a plain ``loss.backward()``. With
+        ``fused=True`` and Adam or Adamax (practical variant) that whole step is one compiled
+        kernel per parameter, and the gradient of ``loss + R`` is never written to ``.grad``.
 
         Returns the closure's task loss (detached) for "exact", else None (also when the
         step is skipped). Raises ``RuntimeError`` if no tracked parameter has a gradient.
+
+        >>> import torch
+        >>> model = torch.nn.Linear(2, 1)
+        >>> fptt = FPTT(model.parameters(), torch.optim.Adam(model.parameters(), lr=0.1), fused=True)
+        >>> for _ in range(2):                            # the second step runs fused (if a compiler exists)
+        ...     model(torch.ones(1, 2)).pow(2).sum().backward()
+        ...     fptt.step(with_regularizer=True); fptt.zero_grad()
+        >>> sorted(fptt.optimizer.state[model.weight]), int(fptt.optimizer.state[model.weight]["step"])
+        (['exp_avg', 'exp_avg_sq', 'step'], 2)
         """
         if self.variant == "exact" and closure is None:
             raise ValueError("variant='exact' needs step(closure): closure() must recompute "
@@ -271,7 +289,12 @@ class FPTT:
             # Stepping anyway would move W_bar and lam as if a zero gradient had been seen.
             raise RuntimeError("FPTT.step() found no gradient on any tracked parameter; call "
                                "loss.backward() first (with fptt.regularizer() in the loss, or followed by "
-                               "fptt.add_regularizer_grad_()).")
+                               "fptt.add_regularizer_grad_(), or step(with_regularizer=True)).")
+        if with_regularizer:
+            if self._step_fused():
+                return None
+            self.add_regularizer_grad_()
+            grads = [p.grad for p in self._all_params]
         if not self._finite(grads):
             self.skipped_steps += 1
             self._nonfinite("gradient")
@@ -285,6 +308,35 @@ class FPTT:
         before = self._snapshot()
         self.optimizer.step()
         return self._update_exact(closure, before)
+
+    def _step_fused(self) -> bool:
+        """The practical step with the regulariser's gradient as one kernel per parameter
+        (:class:`~fptt_ext.fptt.fused.FusedStep`); False where the general path must take this
+        step: no such kernel, not ready yet, or a non-finite gradient (which that path reports)."""
+        if self._fused_step is None or self.variant != "practical" or not self._fused_step.ready(self._all_params):
+            return False
+        for p in self._all_params:
+            if p.grad is None:  # the regulariser's gradient alone (as add_regularizer_grad_ gives it)
+                p.grad = torch.zeros_like(p)
+        segments = [(ps, w_bar, lam, g["alpha"], g["beta"]) for g, ps, w_bar, lam in self._cache]
+        scale = 1.0
+        try:
+            if self.max_grad_norm is None:
+                if not all_finite([p.grad for p in self._all_params]):
+                    return False
+            else:  # the norm of the gradient of loss + R: also the finiteness check
+                total = float(self._fused_step.grad_norm(segments))
+                if not math.isfinite(total):
+                    return False
+                scale = min(1.0, self.max_grad_norm / (total + 1e-6))  # as clip_grads_with_norm_
+            self._fused_step.run(segments, scale)
+        except torch._dynamo.exc.BackendCompilerFailed as e:
+            # compilation precedes execution: nothing was written, and the general path takes over
+            warnings.warn(f"FPTT(fused=True): compiling the fused step failed ({type(e).__name__}); using the "
+                          f"separate kernels instead.", RuntimeWarning, stacklevel=3)
+            self._fused_step = None
+            return False
+        return True
 
     def _snapshot(self):
         """The wrapped optimizer's parameters and state, to undo its step (exact variant)."""
