@@ -43,10 +43,20 @@ def _regularizer_grad(grads, params, w_bar, trace, alpha: float, c: float):
         g.add_((p - w) * alpha - t * c)
 
 
+def _lam_w_bar_update(p, w, m, alpha: float, beta: float):
+    m.sub_((p - w) * alpha)
+    w.lerp_(p, beta).sub_(m * (beta / alpha))
+
+
 def _practical_update(params, w_bar, lam, alpha: float, beta: float):
     for p, w, m in zip(params, w_bar, lam):
-        m.sub_((p - w) * alpha)
-        w.lerp_(p, beta).sub_(m * (beta / alpha))
+        _lam_w_bar_update(p, w, m, alpha, beta)
+
+
+def _step_grad(p, g, w, m, alpha: float, scale, weight_decay: float):
+    # the gradient of loss + R, scaled for clipping, plus L2 weight decay as torch.optim adds it
+    g = (g + ((p - w) * alpha - m)) * scale
+    return g + p * weight_decay if weight_decay else g
 
 
 def _adam_update(params, grads, w_bar, lam, exp_avg, exp_avg_sq, coef, beta1: float, beta2: float, eps: float,
@@ -54,27 +64,21 @@ def _adam_update(params, grads, w_bar, lam, exp_avg, exp_avg_sq, coef, beta1: fl
     # coef[i] = (lr / (1 - beta1^t), 1 / sqrt(1 - beta2^t), clip scale), computed on the host:
     # a power of the step count inside the loop is recomputed for every vector of elements.
     for i, (p, g, w, m, ea, sq) in enumerate(zip(params, grads, w_bar, lam, exp_avg, exp_avg_sq)):
-        g = (g + ((p - w) * alpha - m)) * coef[i, 2]
-        if weight_decay:
-            g = g + p * weight_decay
+        g = _step_grad(p, g, w, m, alpha, coef[i, 2], weight_decay)
         ea.lerp_(g, 1 - beta1)
         sq.mul_(beta2).addcmul_(g, g, value=1 - beta2)
         p.sub_(coef[i, 0] * ea / (sq.sqrt() * coef[i, 1] + eps))
-        m.sub_((p - w) * alpha)
-        w.lerp_(p, beta).sub_(m * (beta / alpha))
+        _lam_w_bar_update(p, w, m, alpha, beta)
 
 
 def _adamax_update(params, grads, w_bar, lam, exp_avg, exp_inf, coef, beta1: float, beta2: float, eps: float,
                    weight_decay: float, alpha: float, beta: float):
     for i, (p, g, w, m, ea, inf) in enumerate(zip(params, grads, w_bar, lam, exp_avg, exp_inf)):
-        g = (g + ((p - w) * alpha - m)) * coef[i, 2]
-        if weight_decay:
-            g = g + p * weight_decay
+        g = _step_grad(p, g, w, m, alpha, coef[i, 2], weight_decay)
         ea.lerp_(g, 1 - beta1)
         inf.copy_(torch.maximum(inf * beta2, g.abs() + eps))
         p.sub_(coef[i, 0] * ea / inf)
-        m.sub_((p - w) * alpha)
-        w.lerp_(p, beta).sub_(m * (beta / alpha))
+        _lam_w_bar_update(p, w, m, alpha, beta)
 
 
 def _regularized_grad_norm(params, grads, w_bar, lam, alpha: float):
