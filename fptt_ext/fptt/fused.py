@@ -156,7 +156,10 @@ class FusedStep:
         >>> adam = torch.optim.Adam([w], lr=0.1)
         >>> kernels = fused_updates()
         >>> step = FusedStep(adam, kernels) if kernels else None
-        >>> step is None or step.ready([w])                # Adam's state comes with its first step
+        >>> step is None or not step.ready([w])            # Adam's state comes with its first step
+        True
+        >>> w.grad = torch.ones(3); adam.step()
+        >>> step is None or step.ready([w])
         True
     """
 
