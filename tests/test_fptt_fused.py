@@ -226,3 +226,16 @@ def test_a_failed_fused_step_compilation_falls_back_before_writing_anything(monk
     train_fused_step(m_ref, ref, 3)
     assert fus._fused_step is None
     assert_same_training(ref, fus, m_ref, m_fused)
+
+
+@needs_compiler
+def test_fused_step_on_bf16_weights_agrees_to_bf16_rounding():
+    def build(fused):
+        model = make_model(torch.bfloat16)
+        return model, FPTT(model.parameters(), torch.optim.Adam(model.parameters(), lr=1e-2), fused=fused)
+
+    (m_ref, ref), (m_fused, fus) = build(False), build(True)
+    train_fused_step(m_ref, ref, 6), train_fused_step(m_fused, fus, 6)
+    for p, q in zip(m_ref.parameters(), m_fused.parameters()):
+        assert q.dtype == fus.optimizer.state[q]["exp_avg"].dtype == torch.bfloat16
+        torch.testing.assert_close(q, p, rtol=0, atol=8e-3)  # a few bf16 steps at |W| < 1

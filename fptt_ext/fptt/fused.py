@@ -200,8 +200,10 @@ class FusedStep:
                 st = [state[p] for p in sub]
                 steps = [s["step"] for s in st]
                 lr, (b1, b2) = float(group["lr"]), group["betas"]
+                # float32 at least: bf16 / fp16 weights still get torch.optim's float32 step size
                 coef = torch.tensor([(lr / (1 - b1 ** t), (1 - b2 ** t) ** -0.5, clip_scale)
-                                     for t in (torch.stack(steps) + 1).tolist()], dtype=sub[0].dtype)
+                                     for t in (torch.stack(steps) + 1).tolist()],
+                                    dtype=torch.promote_types(sub[0].dtype, torch.float32))
                 self.kernels[kind](sub, [p.grad for p in sub], [w_bar[i] for i in idx], [lam[i] for i in idx],
                                    [s["exp_avg"] for s in st], [s[second_key] for s in st], coef,
                                    b1, b2, group["eps"], group["weight_decay"], alpha, beta)
