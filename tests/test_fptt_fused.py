@@ -239,3 +239,25 @@ def test_fused_step_on_bf16_weights_agrees_to_bf16_rounding():
     for p, q in zip(m_ref.parameters(), m_fused.parameters()):
         assert q.dtype == fus.optimizer.state[q]["exp_avg"].dtype == torch.bfloat16
         torch.testing.assert_close(q, p, rtol=0, atol=8e-3)  # a few bf16 steps at |W| < 1
+
+
+def test_a_fused_step_failing_at_a_later_group_finishes_that_step_once(monkeypatch):
+    # The kernel is compiled per optimizer group: here the second group's compilation fails after
+    # the first group was stepped. That step must still be taken exactly once.
+    from torch._dynamo.exc import BackendCompilerFailed
+
+    def adam(*args):
+        if args[0][0].shape == (3, 16):  # the second group (the last layer)
+            raise BackendCompilerFailed(lambda *a: None, RuntimeError("no linker"), None)
+        fused_module._adam_update(*args)
+
+    kernels = {"regularizer_grad": fused_module._regularizer_grad, "practical_update": fused_module._practical_update,
+               "adam": adam, "adamax": adam, "regularized_grad_norm": fused_module._regularized_grad_norm}
+    monkeypatch.setattr(fused_module, "compiler_available", lambda: True)
+    monkeypatch.setattr(fused_module, "_compiled", lambda: kernels)
+    (m_ref, ref), (m_fused, fus) = build_step(False), build_step(True)
+    with pytest.warns(RuntimeWarning, match="compiling the fused step failed"):
+        train_fused_step(m_fused, fus, 4)
+    train_fused_step(m_ref, ref, 4)
+    assert fus._fused_step is None
+    assert_same_training(ref, fus, m_ref, m_fused)

@@ -133,6 +133,7 @@ def fused_updates():
     return _compiled()
 
 
+_EAGER = {"adam": _adam_update, "adamax": _adamax_update}
 # the optimizer's second state tensor, by the optimizer's exact type (a subclass may step differently)
 _SECOND_STATE = {torch.optim.Adam: "exp_avg_sq", torch.optim.Adamax: "exp_inf"}
 _UNSUPPORTED_OPTIONS = ("amsgrad", "maximize", "capturable", "differentiable", "decoupled_weight_decay")
@@ -188,12 +189,18 @@ class FusedStep:
         return torch.linalg.vector_norm(torch.stack(norms))
 
     @torch.no_grad()
-    def run(self, segments, clip_scale: float = 1.0) -> None:
+    def run(self, segments, clip_scale: float = 1.0) -> Exception | None:
         """Step every ``(params, W_bar, lam, alpha, beta)`` segment (one FPTT group each; every
-        parameter with a ``.grad``), its gradients scaled by ``clip_scale`` first."""
+        parameter with a ``.grad``), its gradients scaled by ``clip_scale`` first.
+
+        The kernel is compiled for each optimizer group at its first step. If that fails for the
+        first group, nothing is written and the error is raised; if it fails for a later one,
+        when earlier groups are already stepped, this step is finished with the same math run
+        eagerly and the error is returned (the caller then stops using the fused step)."""
         kind = "adam" if type(self.optimizer) is torch.optim.Adam else "adamax"
         second_key = _SECOND_STATE[type(self.optimizer)]
         state = self.optimizer.state
+        kernel, failure, stepped = self.kernels[kind], None, False
         for ps, w_bar, lam, alpha, beta in segments:
             for group, idx in self._by_optimizer_group(ps):
                 sub = [ps[i] for i in idx]
@@ -204,10 +211,19 @@ class FusedStep:
                 coef = torch.tensor([(lr / (1 - b1 ** t), (1 - b2 ** t) ** -0.5, clip_scale)
                                      for t in (torch.stack(steps) + 1).tolist()],
                                     dtype=torch.promote_types(sub[0].dtype, torch.float32))
-                self.kernels[kind](sub, [p.grad for p in sub], [w_bar[i] for i in idx], [lam[i] for i in idx],
-                                   [s["exp_avg"] for s in st], [s[second_key] for s in st], coef,
-                                   b1, b2, group["eps"], group["weight_decay"], alpha, beta)
+                args = (sub, [p.grad for p in sub], [w_bar[i] for i in idx], [lam[i] for i in idx],
+                        [s["exp_avg"] for s in st], [s[second_key] for s in st], coef,
+                        b1, b2, group["eps"], group["weight_decay"], alpha, beta)
+                try:
+                    kernel(*args)
+                except torch._dynamo.exc.BackendCompilerFailed as e:
+                    if not stepped:
+                        raise
+                    kernel, failure = _EAGER[kind], e
+                    kernel(*args)
                 torch._foreach_add_(steps, 1)  # after the kernel: a failed compilation leaves the state as it was
+                stepped = True
+        return failure
 
     def _by_optimizer_group(self, ps):
         groups = {}

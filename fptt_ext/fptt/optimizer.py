@@ -329,14 +329,18 @@ class FPTT:
                 if not math.isfinite(total):
                     return False
                 scale = min(1.0, self.max_grad_norm / (total + 1e-6))  # as clip_grads_with_norm_
-            self._fused_step.run(segments, scale)
+            late_failure = self._fused_step.run(segments, scale)
         except torch._dynamo.exc.BackendCompilerFailed as e:
-            # compilation precedes execution: nothing was written, and the general path takes over
-            warnings.warn(f"FPTT(fused=True): compiling the fused step failed ({type(e).__name__}); using the "
-                          f"separate kernels instead.", RuntimeWarning, stacklevel=3)
-            self._fused_step = None
+            self._drop_fused_step(e)  # compilation precedes execution: nothing was written
             return False
+        if late_failure is not None:  # a later optimizer group's: run() finished this step eagerly
+            self._drop_fused_step(late_failure)
         return True
+
+    def _drop_fused_step(self, error):
+        warnings.warn(f"FPTT(fused=True): compiling the fused step failed ({type(error).__name__}); using "
+                      f"the separate kernels instead.", RuntimeWarning, stacklevel=4)
+        self._fused_step = None
 
     def _snapshot(self):
         """The wrapped optimizer's parameters and state, to undo its step (exact variant)."""
