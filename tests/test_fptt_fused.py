@@ -210,22 +210,43 @@ def test_fused_step_skips_a_nonfinite_gradient_without_a_trace():
         assert all(torch.equal(s[k], after[1]["state"][i][k]) for k in s)
 
 
-def test_a_failed_fused_step_compilation_falls_back_before_writing_anything(monkeypatch):
+def _compile_failure():
     from torch._dynamo.exc import BackendCompilerFailed
 
-    def failing(*args):
-        raise BackendCompilerFailed(lambda *a: None, RuntimeError("no linker"), None)
+    return BackendCompilerFailed(lambda *a: None, RuntimeError("no linker"), None)
 
+
+def _train_with_fused_step_kernels(monkeypatch, adam, grad_norm, steps):
+    """Train build_step(True) with the fused step's kernels replaced (the separate ones run
+    eagerly) next to build_step(False); the compilation failure must warn and change no number."""
     kernels = {"regularizer_grad": fused_module._regularizer_grad, "practical_update": fused_module._practical_update,
-               "adam": failing, "adamax": failing, "regularized_grad_norm": failing}
+               "adam": adam, "adamax": adam, "regularized_grad_norm": grad_norm}
     monkeypatch.setattr(fused_module, "compiler_available", lambda: True)
     monkeypatch.setattr(fused_module, "_compiled", lambda: kernels)
     (m_ref, ref), (m_fused, fus) = build_step(False), build_step(True)
     with pytest.warns(RuntimeWarning, match="compiling the fused step failed"):
-        train_fused_step(m_fused, fus, 3)
-    train_fused_step(m_ref, ref, 3)
+        train_fused_step(m_fused, fus, steps)
+    train_fused_step(m_ref, ref, steps)
     assert fus._fused_step is None
     assert_same_training(ref, fus, m_ref, m_fused)
+
+
+def test_a_failed_fused_step_compilation_falls_back_before_writing_anything(monkeypatch):
+    def failing(*args):
+        raise _compile_failure()
+
+    _train_with_fused_step_kernels(monkeypatch, failing, failing, 3)
+
+
+def test_a_fused_step_failing_at_a_later_group_finishes_that_step_once(monkeypatch):
+    # The kernel is compiled per optimizer group: here the second group's compilation fails after
+    # the first group was stepped. That step must still be taken exactly once.
+    def adam(*args):
+        if args[0][0].shape == (3, 16):  # the second group (the last layer)
+            raise _compile_failure()
+        fused_module._adam_update(*args)
+
+    _train_with_fused_step_kernels(monkeypatch, adam, fused_module._regularized_grad_norm, 4)
 
 
 @needs_compiler
@@ -240,24 +261,3 @@ def test_fused_step_on_bf16_weights_agrees_to_bf16_rounding():
         assert q.dtype == fus.optimizer.state[q]["exp_avg"].dtype == torch.bfloat16
         torch.testing.assert_close(q, p, rtol=0, atol=8e-3)  # a few bf16 steps at |W| < 1
 
-
-def test_a_fused_step_failing_at_a_later_group_finishes_that_step_once(monkeypatch):
-    # The kernel is compiled per optimizer group: here the second group's compilation fails after
-    # the first group was stepped. That step must still be taken exactly once.
-    from torch._dynamo.exc import BackendCompilerFailed
-
-    def adam(*args):
-        if args[0][0].shape == (3, 16):  # the second group (the last layer)
-            raise BackendCompilerFailed(lambda *a: None, RuntimeError("no linker"), None)
-        fused_module._adam_update(*args)
-
-    kernels = {"regularizer_grad": fused_module._regularizer_grad, "practical_update": fused_module._practical_update,
-               "adam": adam, "adamax": adam, "regularized_grad_norm": fused_module._regularized_grad_norm}
-    monkeypatch.setattr(fused_module, "compiler_available", lambda: True)
-    monkeypatch.setattr(fused_module, "_compiled", lambda: kernels)
-    (m_ref, ref), (m_fused, fus) = build_step(False), build_step(True)
-    with pytest.warns(RuntimeWarning, match="compiling the fused step failed"):
-        train_fused_step(m_fused, fus, 4)
-    train_fused_step(m_ref, ref, 4)
-    assert fus._fused_step is None
-    assert_same_training(ref, fus, m_ref, m_fused)
