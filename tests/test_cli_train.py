@@ -25,6 +25,7 @@ from fptt_ext.cli import main
 from fptt_ext.data import images
 from fptt_ext.experiments import classify
 from fptt_ext.experiments.classify import evaluate_run, train_classifier
+from fptt_ext.fptt.fused import compiler_available
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {"dataset": "mnist5k", "encoding": "rate", "T": 2, "hidden": (16,), "batch_size": 50, "epochs": 2,
@@ -281,6 +282,16 @@ def test_stop_and_resume_equals_uninterrupted(reference, tmp_path):
 
     train_classifier(**TINY, out_dir=run, resume=True)
     _assert_same_run(run, reference[0])
+
+
+@pytest.mark.skipif(not compiler_available(), reason="no C++ compiler for torch.compile's CPU backend")
+def test_a_fused_fptt_run_resumes_to_the_same_result(tmp_path):
+    # the fused step keeps its state in the optimizer's and FPTT's state dicts, which the checkpoint holds
+    ref, run = tmp_path / "ref", tmp_path / "run"
+    train_classifier(**TINY, fused_fptt=True, out_dir=ref)
+    assert train_classifier(**TINY, fused_fptt=True, out_dir=run, stop_after=3) == {"stopped_at_step": 3}
+    train_classifier(**TINY, fused_fptt=True, out_dir=run, resume=True)
+    _assert_same_run(run, ref)
 
 
 def test_the_training_time_adds_up_across_resumes(tmp_path, monkeypatch):

@@ -261,3 +261,16 @@ def test_fused_step_on_bf16_weights_agrees_to_bf16_rounding():
         assert q.dtype == fus.optimizer.state[q]["exp_avg"].dtype == torch.bfloat16
         torch.testing.assert_close(q, p, rtol=0, atol=8e-3)  # a few bf16 steps at |W| < 1
 
+
+
+@needs_compiler
+def test_fused_step_follows_the_learning_rate_after_load_state_dict():
+    # Optimizer.load_state_dict replaces the param-group dicts that LR schedulers then change
+    (m_ref, ref), (m_fused, fus) = build_step(False), build_step(True)
+    train_fused_step(m_ref, ref, 3), train_fused_step(m_fused, fus, 3)
+    m_new, new = build_step(True)
+    m_new.load_state_dict(m_fused.state_dict())
+    new.load_state_dict(copy.deepcopy(fus.state_dict()))
+    train_fused_step(m_ref, ref, 3, seed=2, lr_after=0), train_fused_step(m_new, new, 3, seed=2, lr_after=0)
+    assert new._fused_step is not None
+    assert_same_training(ref, new, m_ref, m_new)

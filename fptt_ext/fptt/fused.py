@@ -166,9 +166,9 @@ class FusedStep:
 
     def __init__(self, optimizer: torch.optim.Optimizer, kernels: dict):
         self.optimizer, self.kernels = optimizer, kernels
-        self._group_of = {}  # parameter id -> its optimizer group (the FPTT and optimizer groups may differ)
-        for g in optimizer.param_groups:
-            self._group_of.update((id(p), g) for p in g["params"])
+        # parameter id -> the index of its optimizer group (the FPTT and optimizer groups may
+        # differ); an index, not the group: Optimizer.load_state_dict replaces the group dicts
+        self._group_of = {id(p): i for i, g in enumerate(optimizer.param_groups) for p in g["params"]}
 
     def ready(self, params) -> bool:
         """Whether :meth:`run` can step ``params`` now."""
@@ -228,5 +228,5 @@ class FusedStep:
     def _by_optimizer_group(self, ps):
         groups = {}
         for i, p in enumerate(ps):
-            groups.setdefault(id(self._group_of[id(p)]), (self._group_of[id(p)], []))[1].append(i)
-        return list(groups.values())
+            groups.setdefault(self._group_of[id(p)], []).append(i)
+        return [(self.optimizer.param_groups[g], idx) for g, idx in groups.items()]
