@@ -146,87 +146,101 @@ class FusedStep:
     in registers (optionally scaled for clipping), takes the optimizer's step on it and
     updates ``lam`` and ``W_bar``, in one pass over memory. It updates the optimizer's own
     state tensors and step counts, with its current ``lr``, ``betas``, ``eps`` and (L2)
-    ``weight_decay``. :meth:`ready` says when it can run: the optimizer is exactly ``Adam`` or
-    ``Adamax`` without ``amsgrad``, ``maximize``, ``capturable``, ``differentiable`` or
-    decoupled weight decay, over real parameters, and its state exists (torch creates it at
-    the first step, which therefore runs unfused).
+    ``weight_decay``. It applies where the optimizer is exactly ``Adam`` or ``Adamax``
+    without ``amsgrad``, ``maximize``, ``capturable``, ``differentiable`` or decoupled weight
+    decay, over real parameters, once the optimizer's state exists (torch creates it at the
+    first step, which therefore runs unfused).
+
+    :meth:`plan` partitions FPTT's groups by optimizer group once; every step then only
+    gathers the current gradients and state (:meth:`gather`) and runs the kernels (:meth:`run`).
 
     Example:
         >>> import torch
         >>> w = torch.nn.Parameter(torch.ones(3))
         >>> adam = torch.optim.Adam([w], lr=0.1)
-        >>> kernels = fused_updates()
-        >>> step = FusedStep(adam, kernels) if kernels else None
-        >>> step is None or not step.ready([w])            # Adam's state comes with its first step
+        >>> step = FusedStep(adam, fused_updates() or {})
+        >>> group = {"alpha": 0.1, "beta": 0.5}
+        >>> plan = step.plan([(group, [w], [w.detach().clone()], [torch.zeros(3)])])
+        >>> step.gather(plan) is None                      # Adam's state comes with its first step
         True
         >>> w.grad = torch.ones(3); adam.step()
-        >>> step is None or step.ready([w])
-        True
+        >>> len(step.gather(plan))                         # one optimizer group
+        1
     """
 
     def __init__(self, optimizer: torch.optim.Optimizer, kernels: dict):
         self.optimizer, self.kernels = optimizer, kernels
-        # parameter id -> the index of its optimizer group (the FPTT and optimizer groups may
-        # differ); an index, not the group: Optimizer.load_state_dict replaces the group dicts
-        self._group_of = {id(p): i for i, g in enumerate(optimizer.param_groups) for p in g["params"]}
+        self._second = _SECOND_STATE.get(type(optimizer))
+        self._kind = {"exp_avg_sq": "adam", "exp_inf": "adamax"}.get(self._second)
 
-    def ready(self, params) -> bool:
-        """Whether :meth:`run` can step ``params`` now."""
-        second = _SECOND_STATE.get(type(self.optimizer))
-        if second is None:
-            return False
-        for g in self.optimizer.param_groups:
-            if any(g.get(k) for k in _UNSUPPORTED_OPTIONS) or any(torch.is_tensor(v) for v in (*g["betas"], g["eps"])):
-                return False
-        state = self.optimizer.state
-        return all(id(p) in self._group_of and second in state.get(p, ()) and not p.is_complex() for p in params)
+    def plan(self, cache):
+        """For FPTT's ``(group, params, W_bar, lam)`` entries, the ``(optimizer group index, FPTT
+        group, params, W_bar, lam)`` parts that share an optimizer group; ``None`` where the
+        optimizer or a parameter is not supported. An index, not the group: the optimizer's
+        ``load_state_dict`` replaces the group dicts (and FPTT's alpha/beta are read per step)."""
+        if self._kind is None:
+            return None
+        group_of = {id(p): i for i, g in enumerate(self.optimizer.param_groups) for p in g["params"]}
+        parts = []
+        for group, ps, w_bar, lam in cache:
+            if any(id(p) not in group_of or p.is_complex() for p in ps):
+                return None
+            by_group = {}
+            for i, p in enumerate(ps):
+                by_group.setdefault(group_of[id(p)], []).append(i)
+            parts += [(g, group, [ps[i] for i in idx], [w_bar[i] for i in idx], [lam[i] for i in idx])
+                      for g, idx in by_group.items()]
+        return parts
+
+    def gather(self, plan):
+        """The tensors of one step: per part ``(optimizer group, FPTT group, params, grads, W_bar,
+        lam, first state, second state, steps)``; ``None`` if a group uses an option the kernel
+        does not have or the optimizer's state does not exist yet. Reads only, writes nothing."""
+        groups, state = self.optimizer.param_groups, self.optimizer.state
+        work = []
+        for g, group, ps, w_bar, lam in plan:
+            opt = groups[g]
+            if any(opt.get(k) for k in _UNSUPPORTED_OPTIONS) or any(torch.is_tensor(v) for v in (*opt["betas"], opt["eps"])):
+                return None
+            st = [state.get(p) for p in ps]
+            if not all(s and self._second in s for s in st):
+                return None
+            work.append((opt, group, ps, [p.grad for p in ps], w_bar, lam, [s["exp_avg"] for s in st],
+                         [s[self._second] for s in st], [s["step"] for s in st]))
+        return work
 
     @torch.no_grad()
-    def grad_norm(self, segments) -> torch.Tensor:
-        """The 2-norm of the task plus regulariser gradient over ``segments`` (see :meth:`run`)."""
-        norms = [self.kernels["regularized_grad_norm"](ps, [p.grad for p in ps], w_bar, lam, alpha)
-                 for ps, w_bar, lam, alpha, _ in segments]
+    def grad_norm(self, work) -> torch.Tensor:
+        """The 2-norm of the task plus regulariser gradient (``work`` from :meth:`gather`)."""
+        norms = [self.kernels["regularized_grad_norm"](ps, grads, w_bar, lam, group["alpha"])
+                 for _, group, ps, grads, w_bar, lam, *_ in work]
         return torch.linalg.vector_norm(torch.stack(norms))
 
     @torch.no_grad()
-    def run(self, segments, clip_scale: float = 1.0) -> Exception | None:
-        """Step every ``(params, W_bar, lam, alpha, beta)`` segment (one FPTT group each; every
-        parameter with a ``.grad``), its gradients scaled by ``clip_scale`` first.
+    def run(self, work, clip_scale: float = 1.0) -> Exception | None:
+        """Step every part of ``work`` (from :meth:`gather`), its gradients scaled by ``clip_scale`` first.
 
         The kernel is compiled for each optimizer group at its first step. If that fails for the
         first group, nothing is written and the error is raised; if it fails for a later one,
         when earlier groups are already stepped, this step is finished with the same math run
         eagerly and the error is returned (the caller then stops using the fused step)."""
-        kind = "adam" if type(self.optimizer) is torch.optim.Adam else "adamax"
-        second_key = _SECOND_STATE[type(self.optimizer)]
-        state = self.optimizer.state
-        kernel, failure, stepped = self.kernels[kind], None, False
-        for ps, w_bar, lam, alpha, beta in segments:
-            for group, idx in self._by_optimizer_group(ps):
-                sub = [ps[i] for i in idx]
-                st = [state[p] for p in sub]
-                steps = [s["step"] for s in st]
-                lr, (b1, b2) = float(group["lr"]), group["betas"]
-                # float32 at least: bf16 / fp16 weights still get torch.optim's float32 step size
-                coef = torch.tensor([(lr / (1 - b1 ** t), (1 - b2 ** t) ** -0.5, clip_scale)
-                                     for t in (torch.stack(steps) + 1).tolist()],
-                                    dtype=torch.promote_types(sub[0].dtype, torch.float32))
-                args = (sub, [p.grad for p in sub], [w_bar[i] for i in idx], [lam[i] for i in idx],
-                        [s["exp_avg"] for s in st], [s[second_key] for s in st], coef,
-                        b1, b2, group["eps"], group["weight_decay"], alpha, beta)
-                try:
-                    kernel(*args)
-                except torch._dynamo.exc.BackendCompilerFailed as e:
-                    if not stepped:
-                        raise
-                    kernel, failure = _EAGER[kind], e
-                    kernel(*args)
-                torch._foreach_add_(steps, 1)  # after the kernel: a failed compilation leaves the state as it was
-                stepped = True
+        kernel, failure, stepped = self.kernels[self._kind], None, False
+        for opt, group, ps, grads, w_bar, lam, first, second, steps in work:
+            b1, b2 = opt["betas"]
+            # per parameter (lr / (1 - beta1^t), 1 / sqrt(1 - beta2^t), clip scale) in float64 like
+            # torch.optim's host-side bias corrections, then float32 at least (bf16 weights too)
+            t = torch.stack(steps).double() + 1
+            coef = torch.stack((float(opt["lr"]) / (1 - b1 ** t), (1 - b2 ** t).rsqrt(), torch.full_like(t, clip_scale)),
+                               dim=1).to(torch.promote_types(ps[0].dtype, torch.float32))
+            args = (ps, grads, w_bar, lam, first, second, coef, b1, b2, opt["eps"], opt["weight_decay"],
+                    group["alpha"], group["beta"])
+            try:
+                kernel(*args)
+            except torch._dynamo.exc.BackendCompilerFailed as e:
+                if not stepped:
+                    raise
+                kernel, failure = _EAGER[self._kind], e
+                kernel(*args)
+            torch._foreach_add_(steps, 1)  # after the kernel: a failed compilation leaves the state as it was
+            stepped = True
         return failure
-
-    def _by_optimizer_group(self, ps):
-        groups = {}
-        for i, p in enumerate(ps):
-            groups.setdefault(self._group_of[id(p)], []).append(i)
-        return [(self.optimizer.param_groups[g], idx) for g, idx in groups.items()]

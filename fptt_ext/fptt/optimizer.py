@@ -183,6 +183,7 @@ class FPTT:
         # on the R-MNIST net, as the allocator hands the memory back to the OS in between).
         self._scratch = [[torch.empty_like(p) for p in ps] for _, ps, _, _ in self._cache]
         self._total_norm = None  # the gradient norm _finite() computed for clipping
+        self._fused_plan = self._fused_step.plan(self._cache) if self._fused_step is not None else None
 
     def regularizer(self):
         """Return R(W), a scalar tensor with graph to the tracked parameters."""
@@ -207,13 +208,9 @@ class FPTT:
         tensor([0.1000, 0.1000])
         """
         c = 1.0 if self.variant == "practical" else 0.5
+        self._zero_missing_grads()
         for (g, ps, w_bar, trace), d in zip(self._cache, self._scratch):
             grads = [p.grad for p in ps]  # re-read: backward() may have created new tensors
-            if any(gr is None for gr in grads):
-                for p in ps:
-                    if p.grad is None:
-                        p.grad = torch.zeros_like(p)
-                grads = [p.grad for p in ps]
             if self._fused("regularizer_grad", grads, ps, w_bar, trace, g["alpha"], c):
                 continue
             # W - W_bar first (exactly 0 where W == W_bar), into the persistent buffer
@@ -221,6 +218,13 @@ class FPTT:
             torch._foreach_sub_(d, w_bar)
             torch._foreach_add_(grads, d, alpha=g["alpha"])
             torch._foreach_add_(grads, trace, alpha=-c)
+
+    def _zero_missing_grads(self):
+        # a parameter without a task gradient gets the regulariser's gradient alone
+        if any(p.grad is None for p in self._all_params):
+            for p in self._all_params:
+                if p.grad is None:
+                    p.grad = torch.zeros_like(p)
 
     @property
     def fused(self) -> bool:
@@ -313,23 +317,23 @@ class FPTT:
         """The practical step with the regulariser's gradient as one kernel per parameter
         (:class:`~fptt_ext.fptt.fused.FusedStep`); False where the general path must take this
         step: no such kernel, not ready yet, or a non-finite gradient (which that path reports)."""
-        if self._fused_step is None or self.variant != "practical" or not self._fused_step.ready(self._all_params):
+        if self._fused_plan is None or self._fused_step is None or self.variant != "practical":
             return False
-        for p in self._all_params:
-            if p.grad is None:  # the regulariser's gradient alone (as add_regularizer_grad_ gives it)
-                p.grad = torch.zeros_like(p)
-        segments = [(ps, w_bar, lam, g["alpha"], g["beta"]) for g, ps, w_bar, lam in self._cache]
+        self._zero_missing_grads()
+        work = self._fused_step.gather(self._fused_plan)
+        if work is None:
+            return False
         scale = 1.0
         try:
             if self.max_grad_norm is None:
                 if not all_finite([p.grad for p in self._all_params]):
                     return False
             else:  # the norm of the gradient of loss + R: also the finiteness check
-                total = float(self._fused_step.grad_norm(segments))
+                total = float(self._fused_step.grad_norm(work))
                 if not math.isfinite(total):
                     return False
                 scale = min(1.0, self.max_grad_norm / (total + 1e-6))  # as clip_grads_with_norm_
-            late_failure = self._fused_step.run(segments, scale)
+            late_failure = self._fused_step.run(work, scale)
         except torch._dynamo.exc.BackendCompilerFailed as e:
             self._drop_fused_step(e)  # compilation precedes execution: nothing was written
             return False
