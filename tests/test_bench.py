@@ -183,7 +183,7 @@ def test_cli_cell_and_addtask_write_json(tmp_path, capsys):
                  "--json", str(js), "--compiled"]) == 0
     r = json.loads(js.read_text())
     compiled = {"ltc compiled", "gated cell compiled"} if compiler_available() else set()
-    assert set(r["ms_per_step"]["8"]) == {"ltc fused", "ltc plain", "gated cell"} | compiled
+    assert set(r["ms_per_step"]["8"]) == {"ltc fused", "ltc plain", "gated cell", "gated cell, dense gates"} | compiled
     assert r["ratios"]["8"]["ltc fused / ltc plain"] > 0
     assert ("ltc compiled / gated cell compiled" in r["ratios"]["8"]) == bool(compiled)
     js = tmp_path / "addtask.json"

@@ -573,3 +573,37 @@ def test_detach_adaptation_in_both_adapters():
     spk_a, mem_a = a(cur, zeros)
     spk_b = b(cur)
     assert torch.equal(spk_a, spk_b) and torch.equal(mem_a, b.v)
+
+
+@pytest.mark.parametrize("cur_grad", [True, False])
+def test_dense_gate_with_a_detached_state_gives_linears_gradients(cur_grad):
+    # A detached state (FPTT with K = 1, TBPTT-1) takes the backward that skips the state's
+    # half of the input gradient; values and every gradient are those of Linear on the
+    # concatenation, in float64 to rounding.
+    from fptt_ext.neurons.gates import DenseGate, _ConcatLinear
+
+    torch.manual_seed(0)
+    gate = DenseGate(5).double()
+    cur = torch.randn(3, 5, dtype=torch.float64, requires_grad=cur_grad)
+    state = torch.randn(3, 5, dtype=torch.float64)
+    out = gate(cur, state)
+    assert out.grad_fn.name() == "_ConcatLinearBackward"
+    ref = F.linear(torch.cat((cur, state), -1), gate.weight, gate.bias)
+    assert torch.equal(out, ref)
+    g = torch.randn_like(out)
+    wrt = [gate.weight, gate.bias] + ([cur] if cur_grad else [])
+    for a, b in zip(torch.autograd.grad(out, wrt, g), torch.autograd.grad(ref, wrt, g)):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    leaves = (cur.detach().requires_grad_(), gate.weight.detach().requires_grad_(),
+              gate.bias.detach().requires_grad_())
+    assert torch.autograd.gradcheck(lambda c, w, b: _ConcatLinear.apply(c, state, w, b), leaves)
+
+
+def test_dense_gate_with_a_state_in_the_graph_is_linear_on_the_concatenation():
+    from fptt_ext.neurons.gates import DenseGate
+
+    gate = DenseGate(4)
+    cur, state = torch.randn(2, 4, requires_grad=True), torch.randn(2, 4, requires_grad=True)
+    assert gate(cur, state).grad_fn.name() == "AddmmBackward0"  # the state's gradient is needed
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast casts Linear's operands
+        assert gate(cur, state.detach()).dtype == torch.bfloat16

@@ -242,3 +242,22 @@ def test_inert_adaptation_skips_its_graph_with_the_same_numbers(multi_step, fuse
     assert not b_a.requires_grad and b_b.requires_grad
     assert all(torch.equal(a, b) for a, b in zip(grads_a, grads_b))
     assert grads_a[-1].abs().sum() == 0  # the adaptation gate gets no gradient either way
+
+
+def test_a_second_derivative_is_refused_and_the_first_computed_under_create_graph():
+    # The hand-derived backwards are first-order only (torch's once_differentiable, whose
+    # no_grad block is skipped only outside create_graph): with create_graph=True they still
+    # give the gradient, and differentiating it again raises instead of giving a wrong number.
+    from fptt_ext.neurons.gates import DenseGate
+
+    x, b0 = _inputs(torch.float64)
+    gate = DenseGate(5).double()
+    cur = x["cur"]
+    spk, _, _ = _step({**x, "logit_m": gate(cur, x["mem"].detach())}, b0, MultiGaussian())
+    assert spk.grad_fn.name() == "FusedAdaptiveStepBackward"
+    first = torch.autograd.grad(spk.sum(), [cur, gate.weight], create_graph=True)
+    plain = torch.autograd.grad(spk.sum(), [cur, gate.weight], retain_graph=True)
+    for a, b in zip(first, plain):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    with pytest.raises(RuntimeError):
+        first[0].sum().backward()

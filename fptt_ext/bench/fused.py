@@ -5,7 +5,9 @@ the same three matrix products, and an Add-task iteration; interleaved rounds, r
   backward through one step, as FPTT with K = T does): the LTC-SN with the fused step, the
   LTC-SN with the plain step (:func:`fptt_ext.neurons.fused.use_fused`), and a gated cell
   ``h' = h + sigmoid(W_z [I, h]) (tanh(W_c [I, h]) - h)`` with the same three matrix products
-  (``fc`` and two ``Linear(2N -> N)``), whose elementwise work is the least such a cell can do;
+  (``fc`` and two ``Linear(2N -> N)``), whose elementwise work is the least such a cell can do,
+  written as in PyTorch and with the LTC-SN's own gate modules (like for like: their backward
+  skips the detached state's input gradient for both);
   with ``compiled=True`` also both under ``torch.compile``.
 * :func:`addtask_table` - one Add-task iteration (the authors' recipe: LTC-SN of 128, FPTT over
   K windows, clipping at 1.0) with the fused and the plain step, the fused step without the
@@ -19,7 +21,7 @@ shared machine they do not count the time other jobs hold the core.
 Example:
     >>> r = cell_table(hidden=(8,), batch_size=2, steps=2, rounds=2, warmup=0)
     >>> sorted(r["ratios"]["8"])
-    ['ltc fused / gated cell', 'ltc fused / ltc plain', 'ltc plain / gated cell']
+    ['ltc fused / gated cell', 'ltc fused / gated cell, dense gates', 'ltc fused / ltc plain', 'ltc plain / gated cell']
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from torch import nn
 from ..fptt.fused import compiler_available
 from ..neurons.functional import inert_adaptation_shortcut
 from ..neurons.fused import use_fused
+from ..neurons.gates import DenseGate
 
 __all__ = ["GatedCell", "addtask_table", "cell_table", "torch_threads"]
 
@@ -63,20 +66,29 @@ def torch_threads(threads: int | None):
 class GatedCell(nn.Module):
     """``I = fc(x)``, ``h' = h + sigmoid(W_z [I, h]) (tanh(W_c [I, h]) - h)``: three matrix products.
 
-    >>> GatedCell(3, 4)(torch.zeros(2, 3)).shape
-    torch.Size([2, 4])
+    ``dense_gates=True``: ``W_z [I, h]`` and ``W_c [I, h]`` are the LTC-SN's own gate modules
+    (:class:`~fptt_ext.neurons.gates.DenseGate`), whose backward skips the input gradient of a
+    detached ``h``; otherwise ``nn.Linear`` on one concatenation, as a PyTorch cell is written.
+
+    >>> GatedCell(3, 4)(torch.zeros(2, 3)).shape, GatedCell(3, 4, dense_gates=True)(torch.zeros(2, 3)).shape
+    (torch.Size([2, 4]), torch.Size([2, 4]))
     """
 
-    def __init__(self, n_in: int, n: int):
+    def __init__(self, n_in: int, n: int, dense_gates: bool = False):
         super().__init__()
-        self.fc, self.z, self.c = nn.Linear(n_in, n), nn.Linear(2 * n, n), nn.Linear(2 * n, n)
+        self.fc, self.dense_gates = nn.Linear(n_in, n), dense_gates
+        self.z, self.c = (DenseGate(n), DenseGate(n)) if dense_gates else (nn.Linear(2 * n, n), nn.Linear(2 * n, n))
         self.h = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         cur = self.fc(x)
         h = torch.zeros_like(cur) if self.h is None else self.h
-        ih = torch.cat((cur, h), dim=-1)
-        self.h = torch.lerp(h, torch.tanh(self.c(ih)), torch.sigmoid(self.z(ih)))
+        if self.dense_gates:
+            z, c = self.z(cur, h), self.c(cur, h)
+        else:
+            ih = torch.cat((cur, h), dim=-1)
+            z, c = self.z(ih), self.c(ih)
+        self.h = torch.lerp(h, torch.tanh(c), torch.sigmoid(z))
         return self.h
 
     def detach(self) -> None:
@@ -130,7 +142,7 @@ def cell_table(hidden=(128, 256), *, batch_size: int = 128, steps: int = 20, rou
 
     >>> r = cell_table(hidden=(8,), batch_size=2, steps=2, rounds=1, warmup=0, clock="wall")
     >>> list(r["ms_per_step"]["8"])
-    ['ltc fused', 'ltc plain', 'gated cell']
+    ['ltc fused', 'ltc plain', 'gated cell', 'gated cell, dense gates']
     """
     if rounds < 1 or warmup < 0 or steps < 1:
         raise ValueError(f"need rounds >= 1, warmup >= 0, steps >= 1, got {rounds}, {warmup}, {steps}")
@@ -142,13 +154,14 @@ def cell_table(hidden=(128, 256), *, batch_size: int = 128, steps: int = 20, rou
     with torch_threads(threads):
         for n in hidden:
             torch.manual_seed(0)
-            ltc, cell = _LTCLayer(n, n), GatedCell(n, n)
+            ltc, cell, cell_dense = _LTCLayer(n, n), GatedCell(n, n), GatedCell(n, n, dense_gates=True)
             g = torch.Generator().manual_seed(1)
             xs, w = (torch.rand(steps, batch_size, n, generator=g) < 0.2).float(), torch.randn(batch_size, n,
                                                                                              generator=g)
             runs = {"ltc fused": lambda: _online(ltc, xs, w, True),  # noqa: B023 (run at once)
                     "ltc plain": lambda: _online(ltc, xs, w, False),  # noqa: B023
-                    "gated cell": lambda: _online(cell, xs, w, None)}  # noqa: B023
+                    "gated cell": lambda: _online(cell, xs, w, None),  # noqa: B023
+                    "gated cell, dense gates": lambda: _online(cell_dense, xs, w, None)}  # noqa: B023
             if compiled and compiler_available():
                 ltc_c, cell_c = torch.compile(ltc), torch.compile(cell)  # the same modules, compiled
                 runs["ltc compiled"] = lambda: _online(ltc_c, xs, w, True)  # noqa: B023
@@ -159,6 +172,8 @@ def cell_table(hidden=(128, 256), *, batch_size: int = 128, steps: int = 20, rou
             out["seconds"][key] = times
             out["ms_per_step"][key] = {k: 1e3 * statistics.median(v) / steps for k, v in times.items()}
             out["ratios"][key] = {"ltc fused / gated cell": _ratio(times["ltc fused"], times["gated cell"]),
+                                  "ltc fused / gated cell, dense gates": _ratio(times["ltc fused"],
+                                                                                times["gated cell, dense gates"]),
                                   "ltc plain / gated cell": _ratio(times["ltc plain"], times["gated cell"]),
                                   "ltc fused / ltc plain": _ratio(times["ltc fused"], times["ltc plain"])}
             if "ltc compiled" in times:

@@ -33,6 +33,8 @@ import math
 import torch
 from torch import nn
 
+from .fused import once_differentiable_backward
+
 __all__ = ["ConstantGate", "ConvGate", "DenseGate", "GatedNeuron", "is_all_finite", "logit"]
 
 
@@ -47,8 +49,43 @@ def logit(p: float) -> float:
     return math.log(p / (1.0 - p))
 
 
+class _ConcatLinear(torch.autograd.Function):
+    # [cur, state] W^T + bias for a state without a graph (FPTT with K = 1, TBPTT-1, the
+    # first step of every window): the same forward as Linear on the concatenation, but the
+    # backward forms only the input gradient of ``cur``, (g W[:, :n]), where autograd would
+    # multiply g by all of W and drop the state's half: one [B, N] x [N, N] product per gate
+    # and step less, and no gradient to split.
+
+    @staticmethod
+    def forward(ctx, cur, state, weight, bias):
+        x = torch.cat((cur, state), dim=-1)
+        ctx.n = cur.shape[-1]
+        ctx.save_for_backward(x if ctx.needs_input_grad[2] else None,
+                              weight if ctx.needs_input_grad[0] or ctx.needs_input_grad[1] else None)
+        return torch.addmm(bias, x, weight.t())
+
+    @staticmethod
+    @once_differentiable_backward
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        need = ctx.needs_input_grad
+        return (grad.mm(weight[:, :ctx.n]) if need[0] else None, grad.mm(weight[:, ctx.n:]) if need[1] else None,
+                grad.t().mm(x) if need[2] else None, grad.sum(0) if need[3] else None)
+
+
+def _state_without_graph(cur: torch.Tensor, state: torch.Tensor, bias) -> bool:
+    # where _ConcatLinear saves a product: a 2-D step whose state needs no gradient, in a
+    # graph being recorded. Not while torch.compile traces (its partitioner drops the unused
+    # half itself) nor under autocast (which casts nn.Linear's operands, not a Function's).
+    return (torch.is_grad_enabled() and not state.requires_grad and cur.dim() == 2 and bias is not None
+            and not torch.compiler.is_compiling() and not torch.is_autocast_enabled(cur.device.type))
+
+
 class DenseGate(nn.Linear):
     """``Linear(2N -> N)`` applied to ``[cur, state]``; ``weight`` is ``(N, 2N)``.
+
+    Where the state carries no graph (it was detached: FPTT with K = 1, TBPTT-1), the backward
+    skips the state's share of the input gradient, which nothing would use.
 
     Example:
         >>> import torch
@@ -61,6 +98,8 @@ class DenseGate(nn.Linear):
         super().__init__(2 * n, n, **factory)
 
     def forward(self, cur: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        if _state_without_graph(cur, state, self.bias):
+            return _ConcatLinear.apply(cur, state, self.weight, self.bias)
         return super().forward(torch.cat((cur, state), dim=-1))
 
     def precompute(self, cur_seq: torch.Tensor) -> torch.Tensor:

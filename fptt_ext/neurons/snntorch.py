@@ -76,21 +76,27 @@ class _SnnTorchNeuron(GatedNeuron, snn.Leaky):
         for name in self._state_names[1:]:
             setattr(self, name, torch.zeros_like(value))
 
-    def _prepare_states(self, cur: torch.Tensor, mem: torch.Tensor | None) -> None:
+    def _prepare_states(self, cur: torch.Tensor, mem: torch.Tensor | None) -> dict:
+        """Make the states ready for a step on ``cur``; returns the buffer dict that holds them.
+
+        The step reads and writes its states in that dict: ``nn.Module.__setattr__``
+        re-registers a buffer on every assignment (about 4 us each, three states a step)."""
         if self.init_hidden and mem is not None:
             raise TypeError("`mem` should not be passed as an argument while `init_hidden=True`")
+        states = self._buffers
         if mem is not None:
-            self._mem = mem
-        if self._mem_had_graph and not self._mem.requires_grad:
+            states["_mem"] = mem
+        if self._mem_had_graph and not states["_mem"].requires_grad:
             # The membrane we produced had a graph and lost it: the graph was cut, by
             # snnTorch's class-level ``snn.Leaky.detach_hidden()`` (an in-place
             # ``mem.detach_()``, e.g. in ``snntorch.backprop.TBPTT``) or by a detached ``mem``
             # passed in. Cut the other states with it.
             for name in self._state_names[1:]:
-                setattr(self, name, getattr(self, name).detach())
+                states[name] = states[name].detach()
         for name in self._state_names:
-            if getattr(self, name).shape != cur.shape:  # first call or new batch size
-                setattr(self, name, torch.zeros_like(cur))
+            if states[name].shape != cur.shape:  # first call or new batch size
+                states[name] = torch.zeros_like(cur)
+        return states
 
     def reset_mem(self) -> torch.Tensor:
         """Reset every state to zero (keeping its shape) and return ``mem``."""
@@ -110,8 +116,9 @@ class _SnnTorchNeuron(GatedNeuron, snn.Leaky):
     @_self_or_all_instances
     def detach_hidden(self) -> None:
         """Cut the graph behind all states (truncated BPTT / FPTT)."""
+        states = self._buffers  # (not setattr: see _prepare_states)
         for name in self._state_names:
-            setattr(self, name, getattr(self, name).detach())
+            states[name] = states[name].detach()
 
     # The SpikingJelly protocol, so ``functional.reset_net`` / ``detach_net``
     # handle snnTorch-style networks built from these modules as well.
@@ -206,21 +213,22 @@ class _AdaptiveSpiking(_SnnTorchNeuron):
 
     def forward(self, input_: torch.Tensor, mem: torch.Tensor | None = None):
         self._check_input(input_)
-        self._prepare_states(input_, mem)
-        spk, self._mem, self.b = ltc_step(
-            input_, self._mem, self.b, self.spk, self.gate_m, self.gate_adp,
+        states = self._prepare_states(input_, mem)
+        spk, mem, states["b"] = ltc_step(
+            input_, states["_mem"], states["b"], states["spk"], self.gate_m, self.gate_adp,
             gain=self.gain, reset_delay=self.reset_delay,
             b0=self.threshold, beta_a=self.beta_a, spike_fn=self.spike_grad,
             reset_mechanism=self.reset_mechanism, detach_reset=self.detach_reset,
             detach_adaptation=self.detach_adaptation,
         )
-        self.spk = spk  # the binary spike: it drives the adaptation and the (delayed) reset
-        self._mem_had_graph = self._mem.requires_grad
+        states["_mem"] = mem
+        states["spk"] = spk  # the binary spike: it drives the adaptation and the (delayed) reset
+        self.__dict__["_mem_had_graph"] = mem.requires_grad
         if self._graded:
             spk = spk * self.graded_spikes_factor
         if self.init_hidden and not self.output:
             return spk
-        return spk, self._mem
+        return spk, mem
 
     def extra_repr(self) -> str:
         scale = f", leaky_scale=True (gain {self.gain:g})" if self.leaky_scale else ""
@@ -357,9 +365,9 @@ class LI(_SnnTorchNeuron):
 
     def forward(self, input_: torch.Tensor, mem: torch.Tensor | None = None) -> torch.Tensor:
         self._check_input(input_)
-        self._prepare_states(input_, mem)
-        self._mem = li_step(input_, self._mem, self.gate_m)
-        return self._mem
+        states = self._prepare_states(input_, mem)
+        mem = states["_mem"] = li_step(input_, states["_mem"], self.gate_m)
+        return mem
 
     def extra_repr(self) -> str:
         return f"size={self.size}, conv={self.conv}"
