@@ -576,12 +576,15 @@ def test_detach_adaptation_in_both_adapters():
 
 
 @pytest.mark.parametrize("cur_grad", [True, False])
-def test_dense_gate_with_a_detached_state_gives_linears_gradients(cur_grad):
+def test_dense_gate_with_a_detached_state_gives_linears_gradients(cur_grad, monkeypatch):
     # A detached state (FPTT with K = 1, TBPTT-1) takes the backward that skips the state's
-    # half of the input gradient; values and every gradient are those of Linear on the
-    # concatenation, in float64 to rounding.
+    # half of the input gradient (from B x N x N = 2^21 on; here at any size); values and
+    # every gradient are those of Linear on the concatenation, in float64 to rounding.
+    from fptt_ext.neurons import gates
     from fptt_ext.neurons.gates import DenseGate, _ConcatLinear
 
+    assert DenseGate(4)(torch.randn(2, 4, requires_grad=True), torch.randn(2, 4)).grad_fn.name() == "AddmmBackward0"
+    monkeypatch.setattr(gates, "_MIN_SAVED_MACS", 0)
     torch.manual_seed(0)
     gate = DenseGate(5).double()
     cur = torch.randn(3, 5, dtype=torch.float64, requires_grad=cur_grad)
@@ -599,9 +602,11 @@ def test_dense_gate_with_a_detached_state_gives_linears_gradients(cur_grad):
     assert torch.autograd.gradcheck(lambda c, w, b: _ConcatLinear.apply(c, state, w, b), leaves)
 
 
-def test_dense_gate_with_a_state_in_the_graph_is_linear_on_the_concatenation():
+def test_dense_gate_with_a_state_in_the_graph_is_linear_on_the_concatenation(monkeypatch):
+    from fptt_ext.neurons import gates
     from fptt_ext.neurons.gates import DenseGate
 
+    monkeypatch.setattr(gates, "_MIN_SAVED_MACS", 0)
     gate = DenseGate(4)
     cur, state = torch.randn(2, 4, requires_grad=True), torch.randn(2, 4, requires_grad=True)
     assert gate(cur, state).grad_fn.name() == "AddmmBackward0"  # the state's gradient is needed

@@ -115,7 +115,8 @@ def _fusable(cur, mem, b, spk, gate_m, gate_adp, b0, spike_fn) -> tuple[fused.Sp
         return None, dtype
     shape = cur.shape
     for t in (mem, b, spk, gate_m, gate_adp):
-        dtype = torch.promote_types(dtype, t.dtype)
+        if t.dtype != dtype:  # (a dispatcher call each otherwise, on every step)
+            dtype = torch.promote_types(dtype, t.dtype)
     if not dtype.is_floating_point:
         return None, dtype
     if mem.shape != shape or b.shape != shape or spk.shape != shape:

@@ -96,8 +96,14 @@ class SpikeRule(NamedTuple):
     strict: bool = False
 
 
-# The rules are cached by their parameters, so equal spike functions share one SpikeRule:
-# compiled neurons (fptt_ext.neurons.compiled) key their kernels on it.
+def _built(cached):
+    # a rule builder, through its cache unless torch.compile traces the caller (Dynamo traces
+    # through functools caches anyway, with a warning, and the traced closure is a new one)
+    return cached.__wrapped__ if torch.compiler.is_compiling() else cached
+
+
+# The rules are cached by their parameters: equal spike functions share one SpikeRule, built
+# once (constants, closure, the 0-dim tensors of the multi-Gaussian) rather than every step.
 @functools.cache
 def _multi_gaussian_rule(sig: float, h: float, s: float, gamma: float) -> SpikeRule:
     # The closed form of surrogate.multi_gaussian_grad with x^2 computed once: with
@@ -112,11 +118,16 @@ def _multi_gaussian_rule(sig: float, h: float, s: float, gamma: float) -> SpikeR
     c0 = gamma * (1.0 + h) / (math.sqrt(2.0 * math.pi) * sig)
     c1 = gamma * h * math.exp(-0.5 / (s * s)) / (math.sqrt(2.0 * math.pi) * wide)
     k0, k1, k2 = (k / math.log(2.0) for k in (-0.5 / (sig * sig), -0.5 / (wide * wide), sig / (wide * wide)))
+    log2_c0, log2_c1 = math.log2(c0), math.log2(c1)
     offsets = {}  # dtype -> (log2 c0, log2 c1) as 0-dim tensors, addcmul's broadcast first operand
 
     def backward(grad: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        if torch.compiler.is_compiling():  # one generated loop anyway; no tensor constants in the graph
+            q = x * x
+            return ((q * k0 + log2_c0).exp2() - (q * k1 + x * k2 + log2_c1).exp2()
+                    - (q * k1 - x * k2 + log2_c1).exp2()) * grad
         if x.dtype not in offsets:
-            offsets[x.dtype] = tuple(torch.tensor(math.log2(c), dtype=x.dtype) for c in (c0, c1))
+            offsets[x.dtype] = tuple(torch.tensor(c, dtype=x.dtype) for c in (log2_c0, log2_c1))
         log_c0, log_c1 = offsets[x.dtype]
         centre = torch.addcmul(log_c0, x, x, value=k0).exp2_()
         t = torch.addcmul(log_c1, x, x, value=k1)
@@ -135,7 +146,7 @@ def _snntorch_rule(fn) -> SpikeRule | None:
     except ValueError:  # an empty cell
         return None
     try:
-        return _snntorch_rule_of(name, tuple(sorted((k, float(v)) for k, v in params.items()
+        return _built(_snntorch_rule_of)(name, tuple(sorted((k, float(v)) for k, v in params.items()
                                                     if k in ("slope", "alpha"))))
     except (TypeError, ValueError):
         return None
@@ -171,14 +182,14 @@ def spike_rule(spike_fn, x: torch.Tensor) -> SpikeRule | None:
     True
     """
     if type(spike_fn) is MultiGaussian:
-        return _multi_gaussian_rule(spike_fn.sigma, spike_fn.h, spike_fn.s, spike_fn.gamma)
+        return _built(_multi_gaussian_rule)(spike_fn.sigma, spike_fn.h, spike_fn.s, spike_fn.gamma)
     module = getattr(type(spike_fn), "__module__", "")
     if module == "spikingjelly.activation_based.surrogate":
         kind = type(spike_fn).__name__
         if kind in ("ATan", "Sigmoid") and spike_fn.spiking:
             # SpikingJelly's own closed-form backward; its forward is (x >= 0).to(x)
             try:
-                return _spikingjelly_rule(type(spike_fn), tuple(sorted(spike_fn._sg_params.items())))
+                return _built(_spikingjelly_rule)(type(spike_fn), tuple(sorted(spike_fn._sg_params.items())))
             except TypeError:  # a parameter that cannot be a cache key
                 return None
         return None
