@@ -40,6 +40,7 @@ from collections.abc import Callable
 import torch
 
 from . import fused
+from .fused_dense import dense_step_rule, fused_dense_ltc_step
 from .surrogate import MultiGaussian
 
 __all__ = ["RESET_MECHANISMS", "adaptive_step", "alif_step", "delayed_reset", "li_multi_step", "li_step",
@@ -181,6 +182,14 @@ def ltc_step(
         [[0.0, 0.0, 1.0]]
     """
     cur, mem, state_m, kwargs = _before_step(cur, mem, b, spk, gain, reset_delay, kwargs)
+    if kwargs.get("beta_a", 1.8) != 0 and kwargs.get("reset_mechanism", "zero") in RESET_MECHANISMS:
+        # both gates dense: the whole step as one node (fptt_ext.neurons.fused_dense). Not with
+        # beta_a = 0, where the adaptation gate's backward is skipped below, or is asked for in full.
+        rule = dense_step_rule(cur, state_m[0], mem, state_m[1], b, spk, gate_m, gate_adp, kwargs.get("b0", 0.1),
+                               kwargs.get("spike_fn", _DEFAULT_SPIKE))
+        if rule is not None:
+            return fused_dense_ltc_step(cur, state_m[0], mem, state_m[1], b, spk, gate_m, gate_adp, rule=rule,
+                                        **{k: v for k, v in kwargs.items() if k != "spike_fn"})
     logit_m = gate_m(state_m[0], state_m[1])
     if not _inert_adaptation(kwargs):
         return _gated_step(cur, mem, b, spk, logit_m, gate_adp(state_m[0], b), **kwargs)
