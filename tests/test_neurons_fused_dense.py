@@ -94,8 +94,8 @@ def test_dense_step_with_other_surrogates(spike_fn):
 @pytest.mark.parametrize("same", [True, False])
 def test_gradcheck_float64(same):
     # a zero surrogate makes the step piecewise smooth, so finite differences check the gates'
-    # products, the states' shares and the elementwise paths; `same`: one tensor as both the
-    # elementwise and the gates' current/membrane (gain 1), else two
+    # products, the states' shares and the elementwise paths; `same`: the elementwise current and
+    # membrane are the gates' too (gain 1, passed as None), else the gates get tensors of their own
     zero = SpikeRule(lambda g, x: torch.zeros_like(x))
     torch.manual_seed(0)
     g_m, g_adp = DenseGate(3).double(), DenseGate(3).double()
@@ -109,7 +109,7 @@ def test_gradcheck_float64(same):
     b0 = torch.tensor(0.1, dtype=torch.float64, requires_grad=True)
 
     def step(cur, mem, b, spk, w_m, bias_m, w_adp, bias_adp, b0):
-        gate_cur, gate_mem = (cur, mem) if same else (cur * 1.0, mem * 1.0)
+        gate_cur, gate_mem = (None, None) if same else (cur * 1.0, mem * 1.0)
         return FusedDenseLTCStep.apply(cur, gate_cur, mem, gate_mem, b, spk, w_m, bias_m, w_adp, bias_adp, b0, 1.8,
                                        zero, "zero", False, False)
 

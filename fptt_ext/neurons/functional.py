@@ -187,7 +187,8 @@ def ltc_step(
         # beta_a = 0, where the adaptation gate's backward is skipped below, or is asked for in full.
         rule = dense_step_rule(cur, state_m[0], mem, state_m[1], b, spk, gate_m, gate_adp, kwargs.get("b0", 0.1),
                                kwargs.get("spike_fn", _DEFAULT_SPIKE))
-        if rule is not None:
+        # (Dynamo cannot trace a Function given one tensor as two inputs: one zero tensor as every state)
+        if rule is not None and not (torch.compiler.is_compiling() and len({id(mem), id(b), id(spk)}) < 3):
             return fused_dense_ltc_step(cur, state_m[0], mem, state_m[1], b, spk, gate_m, gate_adp, rule=rule,
                                         **{k: v for k, v in kwargs.items() if k != "spike_fn"})
     logit_m = gate_m(state_m[0], state_m[1])

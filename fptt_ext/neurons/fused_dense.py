@@ -82,17 +82,18 @@ def dense_step_rule(cur, gate_cur, mem, gate_mem, b, spk, gate_m, gate_adp, b0, 
 class FusedDenseLTCStep(torch.autograd.Function):
     """An LTC-SN step with dense gates as one node (see the module's docstring).
 
-    Inputs: ``cur`` (the elementwise step's current), ``gate_cur`` (the gates' current: the
-    same tensor unless ``ltc_step``'s ``gain`` scales the current), ``mem`` and ``gate_mem``
-    (likewise), ``b``, ``spk``, both gates' weights and biases, ``b0``; then the elementwise
-    step's settings.
+    Inputs: ``cur`` (the elementwise step's current), ``gate_cur`` (the gates' current, or
+    ``None`` for ``cur`` itself: they differ where ``ltc_step``'s ``gain`` scales the current),
+    ``mem`` and ``gate_mem`` (likewise), ``b``, ``spk``, both gates' weights and biases,
+    ``b0``; then the elementwise step's settings. (``None`` rather than the same tensor twice:
+    Dynamo cannot trace a Function given one tensor as two inputs.)
 
     >>> import torch
     >>> from fptt_ext.neurons.surrogate import MultiGaussian
     >>> g_m, g_adp, z = DenseGate(2), DenseGate(2), torch.zeros(1, 2)
     >>> cur = torch.ones(1, 2, requires_grad=True)
     >>> rule = dense_step_rule(cur, cur, z, z, z, z, g_m, g_adp, 0.1, MultiGaussian())
-    >>> spk, mem, b = FusedDenseLTCStep.apply(cur, cur, z, z, z, z, g_m.weight, g_m.bias, g_adp.weight,
+    >>> spk, mem, b = FusedDenseLTCStep.apply(cur, None, z, None, z, z, g_m.weight, g_m.bias, g_adp.weight,
     ...                                       g_adp.bias, 0.1, 1.8, rule, "zero", False, False)
     >>> spk.sum().backward(); cur.grad.shape, g_m.weight.grad.shape
     (torch.Size([1, 2]), torch.Size([2, 4]))
@@ -101,14 +102,19 @@ class FusedDenseLTCStep(torch.autograd.Function):
     @staticmethod
     def forward(ctx, cur, gate_cur, mem, gate_mem, b, spk, w_m, bias_m, w_adp, bias_adp, b0, beta_a, rule, reset,
                 detach_reset, detach_adaptation):
+        ctx.same_cur, ctx.same_mem = gate_cur is None, gate_mem is None
+        gate_cur = cur if gate_cur is None else gate_cur
+        gate_mem = mem if gate_mem is None else gate_mem
         x_m, x_adp = torch.cat((gate_cur, gate_mem), dim=-1), torch.cat((gate_cur, b), dim=-1)
         logit_m, logit_adp = torch.addmm(bias_m, x_m, w_m.t()), torch.addmm(bias_adp, x_adp, w_adp.t())
         alpha, rho, b_new, u, x, theta = _state_update(cur, mem, b, spk, logit_m, logit_adp, b0, beta_a, reset, True)
         spk_new, mem_new = _spike_and_reset(u, x, theta, rule.strict, reset)
-        need = ctx.needs_input_grad
+        # (as if the gates' current and membrane were inputs of their own where they are cur and mem)
+        need = list(ctx.needs_input_grad)
+        need[1], need[3] = need[0] if ctx.same_cur else need[1], need[2] if ctx.same_mem else need[3]
+        ctx.need = need
         need_m = need[1] or need[3] or need[6] or need[7]  # does logit_m need a gradient?
         need_adp = need[1] or need[4] or need[8] or need[9]
-        ctx.same_cur, ctx.same_mem = gate_cur is cur, gate_mem is mem
         ctx.config = {"rule": rule, "reset": reset, "beta_a": beta_a, "detach_adaptation": detach_adaptation,
                       "logits": True, "need": (need[0], need[2], need[4], need[5], need_m, need_adp, need[10]),
                       "b0_grad": need[10]}
@@ -124,7 +130,7 @@ class FusedDenseLTCStep(torch.autograd.Function):
     @once_differentiable_backward
     def backward(ctx, g_spk, g_mem, g_b):
         *saved, x_m, x_adp, w_m, w_adp = ctx.saved_tensors
-        need, n = ctx.needs_input_grad, ctx.n
+        need, n = ctx.need, ctx.n
         g_cur, g_mem_in, g_b_in, g_spk_in, g_lm, g_la, g_b0 = _backward(g_spk, g_mem, g_b, *saved, **ctx.config)
         # the gates' input current: one chain of addmm onto the elementwise gradient where it is the same tensor
         g_gate_cur = None
@@ -173,6 +179,7 @@ def fused_dense_ltc_step(cur, gate_cur, mem, gate_mem, b, spk, gate_m: DenseGate
     >>> fused_dense_ltc_step(torch.ones(1, 2), torch.ones(1, 2), z, z, z, z, g_m, g_adp, rule=rule)[0].shape
     torch.Size([1, 2])
     """
-    return FusedDenseLTCStep.apply(cur, gate_cur, mem, gate_mem, b, spk, gate_m.weight, gate_m.bias, gate_adp.weight,
-                                   gate_adp.bias, b0, float(beta_a), rule, reset_mechanism, bool(detach_reset),
-                                   bool(detach_adaptation))
+    return FusedDenseLTCStep.apply(cur, None if gate_cur is cur else gate_cur, mem,
+                                   None if gate_mem is mem else gate_mem, b, spk, gate_m.weight, gate_m.bias,
+                                   gate_adp.weight, gate_adp.bias, b0, float(beta_a), rule, reset_mechanism,
+                                   bool(detach_reset), bool(detach_adaptation))
