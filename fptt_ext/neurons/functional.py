@@ -20,7 +20,9 @@ For the spike functions it knows (:func:`fptt_ext.neurons.fused.spike_rule`: the
 multi-Gaussian, snnTorch's and SpikingJelly's common surrogates) the elementwise part,
 sigmoids included, runs as one autograd node with a hand-derived backward
 (:mod:`fptt_ext.neurons.fused`): the same spikes and states bit for bit, the same gradient
-up to rounding, in less time. Any other ``spike_fn`` takes the plain path below.
+up to rounding, in less time. Any other ``spike_fn`` takes the plain path below. With both
+gates a :class:`~fptt_ext.neurons.gates.DenseGate`, :func:`ltc_step` runs the gates and that
+step as one node (:mod:`fptt_ext.neurons.fused_dense`).
 
 Example:
     >>> import torch
