@@ -80,7 +80,7 @@ class _SnnTorchNeuron(GatedNeuron, snn.Leaky):
         """Make the states ready for a step on ``cur``; returns the buffer dict that holds them.
 
         The step reads and writes its states in that dict: ``nn.Module.__setattr__``
-        re-registers a buffer on every assignment (about 4 us each, three states a step)."""
+        re-registers a buffer on every assignment (about 3 us each, three states a step)."""
         if self.init_hidden and mem is not None:
             raise TypeError("`mem` should not be passed as an argument while `init_hidden=True`")
         states = self._buffers
