@@ -47,8 +47,12 @@ def ranks(tmp_path_factory):
         for p in procs:
             if p.poll() is None:
                 p.kill()
-    for p, log in zip(procs, logs):
-        assert p.returncode == 0, f"DDP worker failed:\n{log[-3000:]}"
+    # on failure, every rank's exit code, whether it wrote its results (a crash after that is
+    # in the process group's teardown) and its log
+    report = "\n".join(f"rank {r}: exit code {p.returncode}, results written: {(out / f'rank{r}.pt').exists()}\n"
+                       f"{log[-3000:]}" for r, (p, log) in enumerate(zip(procs, logs)))
+    for p in procs:
+        assert p.returncode == 0, f"DDP worker failed:\n{report}"
     return [torch.load(out / f"rank{r}.pt", weights_only=True) for r in range(2)]
 
 
