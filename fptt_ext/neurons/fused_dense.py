@@ -40,7 +40,7 @@ from .fused import (
     once_differentiable_backward,
     spike_rule,
 )
-from .gates import DenseGate
+from .gates import DenseGate, _add_mm, _concat_linear, _param_grads
 
 __all__ = ["FusedDenseLTCStep", "dense_step_rule", "fused_dense_ltc_step"]
 
@@ -105,8 +105,8 @@ class FusedDenseLTCStep(torch.autograd.Function):
         ctx.same_cur, ctx.same_mem = gate_cur is None, gate_mem is None
         gate_cur = cur if gate_cur is None else gate_cur
         gate_mem = mem if gate_mem is None else gate_mem
-        x_m, x_adp = torch.cat((gate_cur, gate_mem), dim=-1), torch.cat((gate_cur, b), dim=-1)
-        logit_m, logit_adp = torch.addmm(bias_m, x_m, w_m.t()), torch.addmm(bias_adp, x_adp, w_adp.t())
+        x_m, logit_m = _concat_linear(gate_cur, gate_mem, w_m, bias_m)
+        x_adp, logit_adp = _concat_linear(gate_cur, b, w_adp, bias_adp)
         alpha, rho, b_new, u, x, theta = _state_update(cur, mem, b, spk, logit_m, logit_adp, b0, beta_a, reset, True)
         spk_new, mem_new = _spike_and_reset(u, x, theta, rule.strict, reset)
         # (as if the gates' current and membrane were inputs of their own where they are cur and mem)
@@ -138,30 +138,20 @@ class FusedDenseLTCStep(torch.autograd.Function):
             acc = g_cur if ctx.same_cur else None
             for g, w in ((g_lm, w_m), (g_la, w_adp)):
                 if g is not None:
-                    acc = g.mm(w[:, :n]) if acc is None else torch.addmm(acc, g, w[:, :n])
+                    acc = _add_mm(acc, g, w[:, :n])
             g_cur, g_gate_cur = (acc, None) if ctx.same_cur else (g_cur, acc)
         # the states' shares: only for a state with a graph (not with FPTT at K = 1 or TBPTT-1)
         g_gate_mem = None
         if need[3] and g_lm is not None:
-            if ctx.same_mem and g_mem_in is not None:
-                g_mem_in = torch.addmm(g_mem_in, g_lm, w_m[:, n:])
-            elif ctx.same_mem:
-                g_mem_in = g_lm.mm(w_m[:, n:])
+            if ctx.same_mem:
+                g_mem_in = _add_mm(g_mem_in, g_lm, w_m[:, n:])
             else:
                 g_gate_mem = g_lm.mm(w_m[:, n:])
         if need[4] and g_la is not None:
-            g_b_in = g_la.mm(w_adp[:, n:]) if g_b_in is None else torch.addmm(g_b_in, g_la, w_adp[:, n:])
+            g_b_in = _add_mm(g_b_in, g_la, w_adp[:, n:])
         return (g_cur if need[0] else None, g_gate_cur, g_mem_in if need[2] else None, g_gate_mem, g_b_in,
-                g_spk_in, _weight_grad(g_lm, x_m), _bias_grad(g_lm, need[7]), _weight_grad(g_la, x_adp),
-                _bias_grad(g_la, need[9]), g_b0, None, None, None, None, None)
-
-
-def _weight_grad(g, x):
-    return None if g is None or x is None else g.t().mm(x)
-
-
-def _bias_grad(g, needed: bool):
-    return None if g is None or not needed else g.sum(0)
+                g_spk_in, *_param_grads(g_lm, x_m, need[6], need[7]), *_param_grads(g_la, x_adp, need[8], need[9]),
+                g_b0, None, None, None, None, None)
 
 
 def fused_dense_ltc_step(cur, gate_cur, mem, gate_mem, b, spk, gate_m: DenseGate, gate_adp: DenseGate, *,

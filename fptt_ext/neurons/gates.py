@@ -49,6 +49,24 @@ def logit(p: float) -> float:
     return math.log(p / (1.0 - p))
 
 
+def _concat_linear(cur: torch.Tensor, state: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor):
+    # DenseGate's forward, ``(x, x W^T + bias)`` with ``x = [cur, state]``, which its backward needs
+    x = torch.cat((cur, state), dim=-1)
+    return x, torch.addmm(bias, x, weight.t())
+
+
+def _add_mm(acc: torch.Tensor | None, grad: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    # acc + grad @ weight in one addmm (grad @ weight where there is nothing to add to)
+    return grad.mm(weight) if acc is None else torch.addmm(acc, grad, weight)
+
+
+def _param_grads(grad: torch.Tensor | None, x: torch.Tensor | None, need_weight: bool, need_bias: bool):
+    # a Linear's weight and bias gradients, as autograd forms them
+    if grad is None:
+        return None, None
+    return grad.t().mm(x) if need_weight else None, grad.sum(0) if need_bias else None
+
+
 class _ConcatLinear(torch.autograd.Function):
     # [cur, state] W^T + bias for a state without a graph (FPTT with K = 1, TBPTT-1, the
     # first step of every window): the same forward as Linear on the concatenation, but the
@@ -58,11 +76,11 @@ class _ConcatLinear(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, cur, state, weight, bias):
-        x = torch.cat((cur, state), dim=-1)
+        x, out = _concat_linear(cur, state, weight, bias)
         ctx.n = cur.shape[-1]
         ctx.save_for_backward(x if ctx.needs_input_grad[2] else None,
                               weight if ctx.needs_input_grad[0] or ctx.needs_input_grad[1] else None)
-        return torch.addmm(bias, x, weight.t())
+        return out
 
     @staticmethod
     @once_differentiable_backward
@@ -70,7 +88,7 @@ class _ConcatLinear(torch.autograd.Function):
         x, weight = ctx.saved_tensors
         need = ctx.needs_input_grad
         return (grad.mm(weight[:, :ctx.n]) if need[0] else None, grad.mm(weight[:, ctx.n:]) if need[1] else None,
-                grad.t().mm(x) if need[2] else None, grad.sum(0) if need[3] else None)
+                *_param_grads(grad, x, need[2], need[3]))
 
 
 # The product _ConcatLinear saves, B x N x N multiply-adds, against the cost of a Python
