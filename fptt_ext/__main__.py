@@ -1,8 +1,6 @@
 """``python -m fptt_ext`` runs the ``fptt-ext`` command line (:mod:`fptt_ext.cli`)."""
 
-import sys
-
-from .cli import main
+from .cli import run
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -193,8 +193,8 @@ def test_cli_cell_and_addtask_write_json(tmp_path, capsys):
     assert sorted(r["seconds_per_iteration"]) == ["K=2", "K=6"] and r["config"]["clock"] == "process"
     compiled = {"fused, compiled"} if compiler_available() else set()
     assert set(r["seconds_per_iteration"]["K=2"]) == {"fused", "plain", "fused, full graph",
-                                                      "matrix products alone"} | compiled
-    assert r["shortcut_ratios"]["K=2"] > 0 and ("K=6" in r["compiled_ratios"]) == bool(compiled)
+                                                      "fused, subnormals kept", "matrix products alone"} | compiled
+    assert r["shortcut_ratios"]["K=2"] > 0 and r["subnormal_ratios"]["K=6"] > 0 and ("K=6" in r["compiled_ratios"]) == bool(compiled)
     assert r["fused_over_matrix_products"]["K=6"] > 0
     out = capsys.readouterr().out
     assert "fused / plain" in out and "its matrix products alone" in out
@@ -211,3 +211,47 @@ def test_cli_multistep_writes_json_and_refuses_bad_shapes(tmp_path, capsys):
     for bad in ("3x2", "3x0x4", "axbxc"):
         with pytest.raises(SystemExit, match="--shapes expects TxBxN"):
             main(["bench", "multistep", "--shapes", bad, "--rounds", "1"])
+
+
+def test_cli_subnormals_times_the_product_and_counts_per_method(tmp_path, capsys):
+    js = tmp_path / "subnormals.json"
+    assert main(["bench", "subnormals", "--shape", "4", "8", "8", "--fraction", "0.25", "--rounds", "1",
+                 "--methods", "tbptt", "fptt", "--T", "2", "--batch-size", "2", "--train-rounds", "1",
+                 "--json", str(js)]) == 0
+    r = json.loads(js.read_text())
+    assert r["product"]["config"]["subnormal_entries"] == 8  # a quarter of 4 x 8
+    assert set(r["product"]["ms_per_product"]) == {"kept", "flushed", "no subnormals"}
+    for method in ("tbptt", "fptt"):
+        c = r["census"]["methods"][method]
+        # per step: the input layer, two gates per LTC-SN layer and the readout's products, forward and backward
+        assert c["products"] > 0 and 0 <= c["products_with_subnormal_operand"] <= c["products"]
+        assert c["subnormal_outputs_per_step"] == sum(c["subnormal_outputs_by_operator"].values()) / 2
+    assert "matrix products got one" in capsys.readouterr().out
+    assert main(["bench", "subnormals", "--fraction", "2", "--methods"]) == 2
+    with pytest.raises(ValueError, match="runs tbptt, fptt, bptt"):
+        from fptt_ext.bench.subnormals import subnormal_census
+
+        subnormal_census(("fptt-fused",))
+
+
+def test_subnormal_counter_counts_outputs_and_product_operands():
+    from fptt_ext.bench.subnormals import SubnormalCounter
+    from fptt_ext.floatmode import flush_subnormals
+
+    with flush_subnormals(False), SubnormalCounter() as c:
+        a = torch.full((2, 3), 1e-20) * 1e-20          # 6 subnormal outputs
+        torch.mm(a, torch.ones(3, 2))                  # a product with a subnormal operand
+        torch.mm(torch.ones(2, 3), torch.ones(3, 2))   # and one without
+    assert c.outputs["aten.mul"] == 6 and c.products == 2 and c.products_with_subnormal_operand == 1
+
+
+def test_subnormal_counter_counts_values_where_they_are_made_not_their_views():
+    from fptt_ext.bench.subnormals import SubnormalCounter
+    from fptt_ext.floatmode import flush_subnormals
+
+    with flush_subnormals(False), SubnormalCounter() as c:
+        a = torch.full((2, 3), 1e-20)
+        a.mul_(1e-20)                                  # 6 made in place
+        a.t().detach()[0]                              # views of them: not counted again
+        torch.empty(4)                                 # whatever the memory held: not counted
+    assert dict(c.outputs) == {"aten.mul_": 6}

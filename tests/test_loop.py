@@ -24,6 +24,7 @@ from spikingjelly.activation_based import functional, layer, neuron
 from torch import nn
 
 import fptt_ext
+from fptt_ext.floatmode import flush_subnormals, flushes_subnormals
 from fptt_ext.fptt import FPTT, ClassificationLoss, SequenceTrainer, StatefulModules, window_ends
 from fptt_ext.fptt.fused import compiler_available
 from fptt_ext.fptt.loop import METHODS
@@ -699,3 +700,55 @@ def test_nonfinite_loss_skip():
         r = trainer.train_batch(x[:3], _nan_at(ys[:3], [2]))
     assert (r.updates, r.skipped) == (2, 1) and math.isfinite(r.loss)
     _assert_states_equal(_fptt_state(trainer, net), _fptt_state(ref, ref_net), rtol=0, atol=0)
+
+
+# -- subnormal floats --------------------------------------------------------------------------
+
+def _skip_without_flush_mode():
+    with flush_subnormals(True):
+        if not flushes_subnormals():
+            pytest.skip("torch cannot set a flush-denormal mode on this CPU")
+
+
+class _ModeProbe(nn.Module):
+    """Passes its input on and records whether subnormals were flushed when it ran."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def forward(self, x):
+        self.seen.append(flushes_subnormals())
+        return x
+
+
+def test_trainer_flushes_subnormals_while_it_runs_and_restores_the_mode():
+    _skip_without_flush_mode()
+    probe = _ModeProbe()
+    net = nn.Sequential(nn.Linear(N_IN, HIDDEN), fptt_ext.LTC(init_hidden=True), nn.Linear(HIDDEN, C), probe)
+    x, y = _data()
+    with flush_subnormals(False):
+        trainer = SequenceTrainer(net, torch.optim.Adam(net.parameters()), method="fptt", num_classes=C)
+        assert not flushes_subnormals()  # building the trainer changes nothing
+        assert trainer.train_batch(x, y).updates == T
+        trainer.predict(x)
+        assert not flushes_subnormals()  # nor does training: the mode is restored
+        assert len(probe.seen) == 2 * T and all(probe.seen)
+        probe.seen.clear()
+        trainer.flush_denormal = False  # leaves the mode as it is
+        trainer.train_batch(x, y)
+        assert len(probe.seen) == T and not any(probe.seen)
+
+
+def test_the_program_flushes_subnormals_for_the_whole_process():
+    from fptt_ext.cli import COMMANDS, register_command, run
+
+    _skip_without_flush_mode()
+    seen = []
+    register_command("probe", "record the float mode", lambda p: None, lambda args: seen.append(flushes_subnormals()) or 0)
+    try:
+        with flush_subnormals(False), pytest.raises(SystemExit) as exit_:  # restores the mode afterwards
+            run(["probe"])
+    finally:
+        del COMMANDS["probe"]
+    assert exit_.value.code == 0 and seen == [True]

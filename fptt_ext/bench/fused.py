@@ -13,7 +13,8 @@ the same three matrix products, and an Add-task iteration; interleaved rounds, r
   K windows, clipping at 1.0) with the fused and the plain step, the fused step without the
   ``beta_a = 0`` shortcut (:func:`fptt_ext.neurons.functional.inert_adaptation_shortcut`), and the
   same iteration's matrix products alone (the floor of any float32 implementation on this core),
-  and the fused step trained through ``torch.compile`` (``SequenceTrainer(compile=True)``).
+  the fused step trained through ``torch.compile`` (``SequenceTrainer(compile=True)``), and the
+  fused step with subnormal floats kept (the trainer flushes them by default).
 
 Times are CPU seconds of this process (``time.process_time``) unless ``clock="wall"``: on a
 shared machine they do not count the time other jobs hold the core.
@@ -33,6 +34,7 @@ import time
 import torch
 from torch import nn
 
+from ..floatmode import flush_subnormals
 from ..fptt.fused import compiler_available
 from ..neurons.functional import inert_adaptation_shortcut
 from ..neurons.fused import use_fused
@@ -189,7 +191,7 @@ def addtask_table(*, T: int = 1000, batch_size: int = 128, K_values=(10,), hidde
 
     >>> r = addtask_table(T=4, batch_size=2, K_values=(2,), hidden=4, rounds=1, warmup=0)
     >>> sorted(set(r["seconds_per_iteration"]["K=2"]) - {"fused, compiled"}), r["ratios"]["K=2"] > 0
-    (['fused', 'fused, full graph', 'matrix products alone', 'plain'], True)
+    (['fused', 'fused, full graph', 'fused, subnormals kept', 'matrix products alone', 'plain'], True)
     """
     from ..data.addtask import AddTask
     from ..fptt.loop import SequenceTrainer
@@ -203,25 +205,28 @@ def addtask_table(*, T: int = 1000, batch_size: int = 128, K_values=(10,), hidde
                       "warmup": warmup, "threads": threads, "clock": clock, "model": "ltc (the authors' Add-task neuron)",
                       "optimizer": "Adam(lr=3e-3)", "max_grad_norm": 1.0, "torch": torch.__version__},
            "seconds_per_iteration": {}, "ratios": {}, "fused_over_matrix_products": {}, "shortcut_ratios": {},
-           "compiled_ratios": {}, "seconds": {}}
+           "compiled_ratios": {}, "subnormal_ratios": {}, "seconds": {}}
     with torch_threads(threads):
         x, y = AddTask(T, batch_size, 0).batch(0)
         for K in K_values:
             trainers = {}
             # trained through torch.compile only where it compiles (no row that silently is not)
-            for variant in ("fused", "plain") + (("fused, compiled",) if compiler_available() else ()):
+            for variant in ("fused", "plain", "fused, subnormals kept") + (
+                    ("fused, compiled",) if compiler_available() else ()):
                 torch.manual_seed(0)
                 net, _ = addtask_model("ltc", hidden, readout="mem", threshold=0.5, beta_a=0.0,
                                        detach_adaptation=False)
                 loss = RegressionEndLoss(T, "window", K=K)
                 trainers[variant] = SequenceTrainer(net, torch.optim.Adam(net.parameters(), lr=3e-3), method="fptt",
                                                     K=K, loss=loss, max_grad_norm=1.0,
-                                                    compile=variant == "fused, compiled")
+                                                    compile=variant == "fused, compiled",
+                                                    flush_denormal=variant != "fused, subnormals kept")
 
             trainers["fused, full graph"] = trainers["fused"]  # the same net, without the beta_a = 0 shortcut
 
             def run(variant, trainers=trainers):
-                with use_fused(variant != "plain"), inert_adaptation_shortcut(variant != "fused, full graph"):
+                kept = flush_subnormals(False) if variant == "fused, subnormals kept" else contextlib.nullcontext()
+                with use_fused(variant != "plain"), inert_adaptation_shortcut(variant != "fused, full graph"), kept:
                     trainers[variant].train_batch(x, y)
 
             runs = {v: (lambda v=v: run(v)) for v in trainers}
@@ -234,6 +239,7 @@ def addtask_table(*, T: int = 1000, batch_size: int = 128, K_values=(10,), hidde
             out["ratios"][key] = _ratio(times["fused"], times["plain"])
             out["fused_over_matrix_products"][key] = _ratio(times["fused"], times["matrix products alone"])
             out["shortcut_ratios"][key] = _ratio(times["fused"], times["fused, full graph"])
+            out["subnormal_ratios"][key] = _ratio(times["fused"], times["fused, subnormals kept"])
             if "fused, compiled" in times:
                 out["compiled_ratios"][key] = _ratio(times["fused, compiled"], times["fused"])
     return out

@@ -4,7 +4,9 @@ Subcommands are registered in :data:`COMMANDS` as ``name -> (help, add_arguments
 run)``: ``add_arguments(parser)`` declares the flags, ``run(args)`` does the work
 and returns an exit code. Add a subcommand with :func:`register_command`.
 Bad input (``ValueError``, ``FileNotFoundError``, argparse errors) prints one
-line to stderr and exits with code 2, without a traceback.
+line to stderr and exits with code 2, without a traceback. The ``fptt-ext`` program
+(:func:`run`) flushes subnormal floats to zero for the whole process, before torch starts its
+threads (:mod:`fptt_ext.floatmode`); :func:`main` called from Python leaves the mode alone.
 
 Usage::
 
@@ -22,7 +24,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
-__all__ = ["COMMANDS", "UsageError", "build_parser", "main", "register_command"]
+__all__ = ["COMMANDS", "UsageError", "build_parser", "main", "register_command", "run"]
 
 
 class UsageError(Exception):
@@ -145,6 +147,25 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("fptt-ext: interrupted", file=sys.stderr)
         return 130
+
+
+def run(argv: list[str] | None = None):
+    """The ``fptt-ext`` program: subnormal floats flushed to zero for the whole process (set
+    before torch starts its threads, which inherit it), then :func:`main`; exits with its code.
+
+    Example:
+        >>> from fptt_ext.floatmode import flush_subnormals
+        >>> with flush_subnormals(False):           # (restores this process's mode afterwards)
+        ...     try:
+        ...         run(["addtask", "--T", "1"])
+        ...     except SystemExit as e:
+        ...         print(e.code)
+        2
+    """
+    import torch
+
+    torch.set_flush_denormal(True)  # the process is this program's: see fptt_ext.floatmode
+    sys.exit(main(argv))
 
 
 # The subcommands register themselves on import (after register_command exists).

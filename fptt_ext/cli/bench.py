@@ -9,6 +9,7 @@ Example::
     fptt-ext bench cell --hidden 128 256 --json cell.json     # LTC-SN step vs a gated cell, fused and plain
     fptt-ext bench addtask --K 10 1000                        # one Add-task iteration, fused and plain
     fptt-ext bench multistep                                  # SpikingJelly step_mode="m": our window loop vs theirs
+    fptt-ext bench subnormals                                 # what subnormal floats cost, and where the net makes them
 """
 
 from __future__ import annotations
@@ -115,7 +116,22 @@ def _bench_arguments(p: argparse.ArgumentParser) -> None:
     ms.add_argument("--clock", choices=("process", "wall"), default="process")
     ms.add_argument("--json", default=None, metavar="FILE", help="also write the results as JSON")
 
-    for q in (s, m, sp, pr, c, a, ms):
+    sn = sub.add_parser("subnormals", help="ms per matrix product with subnormal floats kept and flushed, and "
+                                           "the subnormal values a training step of the R-MNIST net makes")
+    sn.add_argument("--shape", type=_positive_int, nargs=3, default=[128, 512, 512], metavar=("M", "K", "N"),
+                    help="the product [M, K] x [K, N]")
+    sn.add_argument("--fraction", type=_positive_float, default=1 / 35,
+                    help="share of the left operand's entries that are subnormal")
+    sn.add_argument("--rounds", type=_positive_int, default=21)
+    sn.add_argument("--methods", nargs="*", default=["tbptt", "fptt"], choices=("tbptt", "fptt", "bptt"),
+                    help="training methods whose subnormal values are counted (none: only the product)")
+    sn.add_argument("--T", type=_positive_int, default=20)
+    sn.add_argument("--batch-size", type=_positive_int, default=128)
+    sn.add_argument("--train-rounds", type=int, default=12,
+                    help="sequences trained (subnormals kept) before the one that is counted")
+    sn.add_argument("--json", default=None, metavar="FILE", help="also write the results as JSON")
+
+    for q in (s, m, sp, pr, c, a, ms, sn):
         q.add_argument("--threads", type=_positive_int, default=1, help="torch threads (1: steady timings)")
 
 
@@ -220,7 +236,8 @@ def _addtask(args) -> int:
         print(f"{k}: fused {s['fused']:.3f} s, plain {s['plain']:.3f} s per iteration ({args.clock} time); "
               f"fused / plain {r['ratios'][k]:.3f}; its matrix products alone {s['matrix products alone']:.3f} s "
               f"(fused / that {r['fused_over_matrix_products'][k]:.3f}); without the beta_a = 0 shortcut "
-              f"{s['fused, full graph']:.3f} s (fused / that {r['shortcut_ratios'][k]:.3f})")
+              f"{s['fused, full graph']:.3f} s (fused / that {r['shortcut_ratios'][k]:.3f}); with subnormal "
+              f"floats kept {s['fused, subnormals kept']:.3f} s (fused / that {r['subnormal_ratios'][k]:.3f})")
         if k in r["compiled_ratios"]:
             print(f"{k}: trained through torch.compile {s['fused, compiled']:.3f} s per iteration "
                   f"(that / fused {r['compiled_ratios'][k]:.3f})")
@@ -247,13 +264,40 @@ def _multistep(args) -> int:
     return 0
 
 
+def _subnormals(args) -> int:
+    from ..bench.subnormals import product_table, subnormal_census
+
+    if args.fraction > 1:
+        raise ValueError(f"--fraction is a share of the entries, at most 1; got {args.fraction}")
+    if args.train_rounds < 0:
+        raise ValueError(f"--train-rounds must be >= 0, got {args.train_rounds}")
+    r = {"product": product_table(shape=tuple(args.shape), fraction=args.fraction, rounds=args.rounds,
+                                  threads=args.threads)}
+    p = r["product"]
+    print(f"[{p['config']['shape'][0]}, {p['config']['shape'][1]}] x [{p['config']['shape'][1]}, "
+          f"{p['config']['shape'][2]}], {p['config']['subnormal_entries']} subnormal entries: "
+          + ", ".join(f"{k} {v:.3f} ms" for k, v in p["ms_per_product"].items())
+          + f"; kept / flushed {p['ratios']['kept / flushed']:.2f} (CPU capability "
+          f"{p['config']['cpu_capability']}, {args.threads} thread(s))")
+    if args.methods:
+        r["census"] = subnormal_census(tuple(args.methods), T=args.T, batch_size=args.batch_size,
+                                       train_rounds=args.train_rounds, threads=args.threads)
+        for method, c in r["census"]["methods"].items():
+            top = ", ".join(f"{op} {n}" for op, n in list(c["subnormal_outputs_by_operator"].items())[:5]) or "none"
+            print(f"{method}: {c['subnormal_outputs_per_step']:.1f} subnormal values per step; "
+                  f"{c['products_with_subnormal_operand']} of {c['products']} matrix products got one; "
+                  f"most from {top}")
+    _write_json(args.json, r)
+    return 0
+
+
 def _bench_run(args: argparse.Namespace) -> int:
     return {"saved-bytes": _saved_bytes, "memory": _memory, "speed": _speed, "profile": _profile, "cell": _cell,
-            "addtask": _addtask, "multistep": _multistep}[args.what](args)
+            "addtask": _addtask, "multistep": _multistep, "subnormals": _subnormals}[args.what](args)
 
 
 register_command("bench", "measurements: saved-bytes (autograd memory per update), memory (peak RSS vs T), "
                           "speed (throughput vs TBPTT-1, BPTT, SpikingJelly), profile (FPTT step), "
                           "cell (LTC-SN step vs a gated cell), addtask (one Add-task iteration), "
-                          "multistep (SpikingJelly step_mode='m')",
+                          "multistep (SpikingJelly step_mode='m'), subnormals (their cost, and where they arise)",
                  _bench_arguments, _bench_run)
