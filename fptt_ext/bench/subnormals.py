@@ -2,8 +2,8 @@
 
 A subnormal float32 is nonzero and below ``torch.finfo(torch.float32).tiny`` (about 1.2e-38).
 On x86 CPUs every multiply-add that meets one may take a microcode assist, unless the thread
-flushes them to zero (``torch.set_flush_denormal(True)``, which
-:class:`~fptt_ext.fptt.SequenceTrainer` and the command line set).
+flushes them to zero (``torch.set_flush_denormal(True)``: :class:`~fptt_ext.fptt.SequenceTrainer`
+sets it while it trains, the ``fptt-ext`` program for its whole process; :mod:`fptt_ext.floatmode`).
 
 * :func:`product_table` - ms per matrix product ``[M, K] x [K, N]`` whose left operand has a
   given share of subnormal entries, with them kept and flushed, and with no subnormal entry;
