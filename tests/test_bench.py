@@ -23,7 +23,7 @@ from fptt_ext.bench import (
     speed_table,
 )
 from fptt_ext.bench.profile import profile_fptt_step
-from fptt_ext.bench.workloads import METHODS
+from fptt_ext.bench.workloads import METHODS, add_state_traffic
 from fptt_ext.cli import main
 from fptt_ext.fptt.fused import compiler_available
 
@@ -81,6 +81,36 @@ def test_every_method_trains_the_same_start(tmp_path):
             # rounding of the regulariser's cancelling terms shows at a few % of a step (lr 1e-3);
             # in float64 the two agree to 1e-8 (tests/test_fptt_fused.py)
             torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-4)
+
+
+def test_state_traffic_trains_as_tbptt_and_passes_over_two_parameter_copies_per_update(monkeypatch):
+    """tbptt-traffic: the same training as TBPTT-1, bit for bit, plus one pass per update over two
+    buffers per parameter (what W_bar and lam cost in memory traffic)."""
+    x, y = make_data("rmnist", 3, 2)
+    plain, traffic = make_workload("tbptt", "rmnist", **TINY), make_workload("tbptt-traffic", "rmnist", **TINY)
+    passes = []
+    foreach_mul = torch._foreach_mul_
+    monkeypatch.setattr(torch, "_foreach_mul_", lambda ts, s: passes.append((len(ts), s)) or foreach_mul(ts, s))
+    plain.run(x, y)
+    traffic.run(x, y)
+    n = len(list(traffic.model.parameters()))
+    assert passes == [(2 * n, 1.0)] * 3  # one pass per update, T = 3 updates
+    for p, q in zip(plain.model.parameters(), traffic.model.parameters()):
+        assert torch.equal(p, q)
+    r = speed_table(["tbptt", "tbptt-traffic", "fptt"], T=2, rounds=1, warmup=0, **TINY)
+    assert {"tbptt-traffic/tbptt time per step", "fptt/tbptt-traffic time per step"} <= set(r["ratios"])
+
+
+def test_state_traffic_buffers_keep_their_values():
+    w = torch.nn.Parameter(torch.randn(4, 3))
+    adam = torch.optim.Adam([w], lr=0.1)
+    buffers = add_state_traffic(adam)
+    before = [b.clone() for b in buffers]
+    for _ in range(3):
+        w.grad = torch.randn(4, 3)
+        adam.step()
+    assert len(buffers) == 2 and all(b.shape == w.shape and torch.equal(b, c) for b, c in zip(buffers, before))
+    assert all(b.data_ptr() != w.data_ptr() for b in buffers)
 
 
 def test_speed_table_and_plot(tmp_path):

@@ -87,10 +87,11 @@ def _ratio(a: list[float], b: list[float]) -> float:
 
 
 def _ratios(times: dict) -> dict:
-    # against TBPTT-1 and SpikingJelly's function, each as run (and, if timed, compiled)
+    # against TBPTT-1 (plain, and with FPTT's state traffic) and SpikingJelly's function, each as
+    # run (and, if timed, compiled)
     out = {}
     for m, ts in times.items():
-        for ref in ("tbptt", "tbptt" + COMPILED):
+        for ref in ("tbptt", "tbptt" + COMPILED, "tbptt-traffic", "tbptt-traffic" + COMPILED):
             if m != ref and ref in times:
                 out[f"{m}/{ref} time per step"] = _ratio(ts, times[ref])
         for ref in ("sj-fptt", "sj-fptt" + COMPILED):

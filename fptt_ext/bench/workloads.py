@@ -22,6 +22,9 @@ same per-step loss (cross-entropy of the readout against the label at every step
   parameter (needs a C++ compiler; compiled in the warm-up rounds);
 * ``"fptt-exact"`` - the same, exact variant (a second forward/backward per step, like SpikingJelly's);
 * ``"tbptt"`` - TBPTT-1: plain back-propagation and an update at every step, no regulariser;
+* ``"tbptt-traffic"`` - TBPTT-1 whose every update also reads and writes two more parameter-sized
+  buffers once (one pass, no arithmetic): the memory traffic of FPTT's ``W_bar`` and ``lam``, which
+  a fused FPTT step cannot avoid. It prices that traffic, so FPTT's step can be compared with it;
 * ``"bptt"`` - one update after back-propagating through all T steps;
 * ``"sj-fptt"`` - ``spikingjelly.activation_based.learning.online_learning.fptt_online_training``.
 
@@ -48,14 +51,14 @@ from ..fptt.loop import SequenceTrainer
 from ..zoo.ostl import OSTLNet
 from ..zoo.scnn import SCNN, STATIC_LAYERS
 
-__all__ = ["METHODS", "NETWORKS", "Workload", "build_network", "make_data", "make_workload"]
+__all__ = ["METHODS", "NETWORKS", "Workload", "add_state_traffic", "build_network", "make_data", "make_workload"]
 
 COMPILED = "+compile"
-_BASE_METHODS = ("fptt", "fptt-fused", "fptt-exact", "tbptt", "bptt", "sj-fptt")
+_BASE_METHODS = ("fptt", "fptt-fused", "fptt-exact", "tbptt", "tbptt-traffic", "bptt", "sj-fptt")
 METHODS = _BASE_METHODS + tuple(m + COMPILED for m in _BASE_METHODS)
 NETWORKS = ("rmnist", "scnn")
 LABELS = {"fptt": "FPTT (practical)", "fptt-fused": "FPTT (practical, fused)", "fptt-exact": "FPTT (exact)",
-          "tbptt": "TBPTT-1", "bptt": "BPTT",
+          "tbptt": "TBPTT-1", "tbptt-traffic": "TBPTT-1 + FPTT state traffic", "bptt": "BPTT",
           "sj-fptt": "SpikingJelly fptt_online_training"}
 LABELS.update({m + COMPILED: f"{label}, torch.compile" for m, label in LABELS.items()})
 
@@ -132,10 +135,12 @@ class Workload:
             self.w_ra = fptt_online_training_init_w_ra(optimizer)
             self.sj_model = CompiledForward(model).module if compiled else model
         else:
-            kind = "fptt" if base.startswith("fptt") else base
+            kind = base.split("-")[0]  # fptt-fused, fptt-exact: fptt; tbptt-traffic: tbptt
             variant = "exact" if base == "fptt-exact" else "practical"
             self.trainer = SequenceTrainer(model, optimizer, method=kind, k=1, loss="per_step", alpha=alpha,
                                            variant=variant, fused=base == "fptt-fused", compile=compiled)
+            if base == "tbptt-traffic":
+                add_state_traffic(optimizer)
 
     def run(self, x: torch.Tensor, y: torch.Tensor) -> None:
         """Reset the state and train on ``x`` ``[T, B, ...]`` with labels ``y`` ``[B]``."""
@@ -149,6 +154,25 @@ class Workload:
         functional.reset_net(self.model)
         fptt_online_training(self.sj_model, self.torch_optimizer, x, target, F.cross_entropy, self.alpha, self.w_ra)
         self.updates = x.shape[0]
+
+
+def add_state_traffic(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
+    """After every ``optimizer.step()``, read and write two more buffers the size of its parameters.
+
+    That is the memory traffic FPTT's state adds to an update even when the whole step is one
+    fused pass (read ``W_bar`` and ``lam``, write both), without FPTT's arithmetic: one
+    ``_foreach_mul_`` by 1.0 over the buffers, which leaves them as they are. Returns the buffers.
+
+    >>> w = torch.nn.Parameter(torch.ones(3))
+    >>> sgd = torch.optim.SGD([w], lr=0.1)
+    >>> buffers = add_state_traffic(sgd)
+    >>> w.grad = torch.ones(3); sgd.step()
+    >>> len(buffers), buffers[0].tolist()                   # one pass over them, values kept
+    (2, [1.0, 1.0, 1.0])
+    """
+    buffers = [p.detach().clone() for g in optimizer.param_groups for p in g["params"] for _ in range(2)]
+    optimizer.register_step_post_hook(lambda *_: torch._foreach_mul_(buffers, 1.0))
+    return buffers
 
 
 def make_workload(method: str, network: str = "rmnist", *, hidden=(256, 256), width: float = 1.0,

@@ -20,7 +20,7 @@ import os
 
 from . import _positive_int, register_command
 
-_BASE_METHODS = ("fptt", "fptt-fused", "fptt-exact", "tbptt", "bptt", "sj-fptt")
+_BASE_METHODS = ("fptt", "fptt-fused", "fptt-exact", "tbptt", "tbptt-traffic", "bptt", "sj-fptt")
 _WORKLOAD_METHODS = _BASE_METHODS + tuple(m + "+compile" for m in _BASE_METHODS)  # bench.workloads.METHODS
 
 
