@@ -113,6 +113,21 @@ def test_state_traffic_buffers_keep_their_values():
     assert all(b.data_ptr() != w.data_ptr() for b in buffers)
 
 
+def test_cli_addtask_compare_times_a_revision_against_this_tree(tmp_path, capsys):
+    """--compare: one Add-task iteration of git revision HEAD and of this tree, in worker processes."""
+    js = tmp_path / "addtask.json"
+    assert main(["bench", "addtask", "--T", "4", "--batch-size", "2", "--K", "2", "--rounds", "1",
+                 "--compare", "HEAD", "--compare-rounds", "2", "--json", str(js)]) == 0
+    cmp = json.loads(js.read_text())["compare"]
+    assert cmp["config"]["K"] == 2 and cmp["config"]["before"] == "HEAD"
+    assert set(cmp["seconds_per_iteration"]) == {"addtask before", "addtask after"}
+    assert all(len(v) == 2 and min(v) > 0 for v in cmp["seconds"].values())
+    assert cmp["ratios"]["addtask after/before"] > 0
+    assert "after / before" in capsys.readouterr().out
+    assert main(["bench", "addtask", "--T", "4", "--batch-size", "2", "--K", "2", "4", "--compare", "HEAD"]) != 0
+    assert "pass one --K" in capsys.readouterr().err
+
+
 def test_speed_table_and_plot(tmp_path):
     r = speed_table(["fptt", "tbptt", "sj-fptt"], T=2, rounds=2, warmup=0, **TINY)
     assert set(r["methods"]) == {"fptt", "tbptt", "sj-fptt"}

@@ -122,6 +122,46 @@ def test_modules_take_the_dense_step_and_the_others_do_not():
     assert fptt_ext.LTC(beta=0.9, size=4)(x)[0].grad_fn.name() == "FusedDenseLTCStepBackward"  # snnTorch's scale
     assert fptt_ext.ALIF(size=4)(x)[0].grad_fn.name() == "FusedAdaptiveStepBackward"  # constant gates
     assert fptt_ext.LTC(size=4, liquid_adp=False)(x)[0].grad_fn.name() == "FusedAdaptiveStepBackward"
-    assert fptt_ext.LTC(size=4, beta_a=0.0)(x)[0].grad_fn.name() == "FusedAdaptiveStepBackward"  # inert b
+    assert fptt_ext.LTC(size=4, beta_a=0.0)(x)[0].grad_fn.name() == "FusedDenseLTCStepBackward"  # inert b, too
     with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast casts Linear's operands, not a Function's
         assert fptt_ext.LTC(size=4)(x)[0].grad_fn.name() != "FusedDenseLTCStepBackward"
+
+
+@pytest.mark.parametrize("window", [1, 4])
+def test_inert_adaptation_in_the_dense_node_matches_the_modular_shortcut(window):
+    # beta_a = 0 (the authors' Add-task neuron): the dense node runs the adaptation gate without
+    # a graph, as the modular step's shortcut does. Same spikes and states bit for bit, the same
+    # gradients to float64 rounding (over a window, whose states carry a graph), none for the
+    # adaptation gate, and b without a graph.
+    torch.manual_seed(0)
+    g_m, g_adp = DenseGate(5).double(), DenseGate(5).double()
+    w = torch.nn.Parameter(torch.randn(3, 5, dtype=torch.float64))
+    x = torch.rand(6, 2, 3, dtype=torch.float64)
+    kw = {"b0": 0.2, "beta_a": 0.0}
+
+    def run(dense: bool):
+        for p in (w, *g_m.parameters(), *g_adp.parameters()):
+            p.grad = None
+        gm, ga = (g_m, g_adp) if dense else (lambda c, s: g_m(c, s), lambda c, s: g_adp(c, s))
+        z = torch.zeros(2, 5, dtype=torch.float64)
+        state, spikes, loss = (z, z, z), [], 0.0
+        for t, x_t in enumerate(x):
+            if t % window == 0:
+                state = tuple(s.detach() for s in state)
+            s, m, b = functional.ltc_step(x_t @ w, state[0], state[1], state[2], gm, ga, **kw)
+            assert not b.requires_grad
+            if dense:
+                assert s.grad_fn.name() == "FusedDenseLTCStepBackward"
+            state = (m, b, s)
+            spikes.append(s)
+            loss = loss + s.sum() + m.square().sum()
+        loss.backward()
+        return torch.stack(spikes), state, [p.grad for p in (w, *g_m.parameters(), *g_adp.parameters())]
+
+    spk_a, state_a, grads_a = run(True)
+    spk_b, state_b, grads_b = run(False)
+    assert spk_a.sum() > 0 and torch.equal(spk_a, spk_b)
+    assert all(torch.equal(a, b) for a, b in zip(state_a, state_b)) and state_a[1].abs().sum() > 0
+    assert grads_a[-2:] == [None, None] and grads_b[-2:] == [None, None]  # the adaptation gate's
+    for a, b in zip(grads_a[:-2], grads_b[:-2]):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)

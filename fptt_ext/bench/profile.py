@@ -140,9 +140,9 @@ def _export_revision(ref: str, dest: Path) -> Path:
     return dest / "src"
 
 
-def _start_worker(worker: Path, src: Path, method: str, T: int, batch_size: int, hidden) -> subprocess.Popen:
+def _start_worker(worker: Path, src: Path, method: str, T: int, batch_size: int, K: int, hidden) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(src))
-    p = subprocess.Popen([sys.executable, str(worker), method, str(T), str(batch_size), *map(str, hidden)],
+    p = subprocess.Popen([sys.executable, str(worker), method, str(T), str(batch_size), str(K), *map(str, hidden)],
                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=str(worker.parent))
     if p.stdout.readline().strip() != "ready":
         p.kill()
@@ -157,24 +157,34 @@ def _time_one(p: subprocess.Popen) -> float:
 
 
 def compare_revisions(before: str = "HEAD~1", *, methods=("fptt", "tbptt"), T: int = 20, batch_size: int = 128,
-                      hidden=(256, 256), rounds: int = 7, warmup: int = 1, progress: bool = False) -> dict:
+                      hidden=(256, 256), K: int = 10, rounds: int = 7, warmup: int = 1, progress: bool = False) -> dict:
     """Median time per step of ``methods`` with git revision ``before`` and with this tree, interleaved.
 
-    One worker process per (revision, method) stays alive; a round asks each in turn for one
-    sequence (the others wait idle), so at most one of them runs at a time. Each worker takes
-    seconds to start, so the example only shows the argument checks (made before any export):
+    Methods ``fptt``, ``tbptt`` and ``bptt`` train the R-MNIST net (``hidden`` its widths) on one
+    sequence; ``addtask`` is one Add-task iteration (T steps of FPTT in windows of ``K``,
+    ``hidden[0]`` neurons), as ``fptt-ext bench addtask`` times it, also given per iteration
+    (``seconds_per_iteration``). One worker process per (revision, method) stays alive; a round
+    asks each in turn for one sequence (the others wait idle), so at most one of them runs at a
+    time. Each worker takes seconds to start, so the example only shows the argument checks
+    (made before any export):
 
     >>> compare_revisions("HEAD", methods=("sj-fptt",))
     Traceback (most recent call last):
     ...
-    ValueError: unknown method 'sj-fptt'; choose from fptt, tbptt, bptt
+    ValueError: unknown method 'sj-fptt'; choose from fptt, tbptt, bptt, addtask
+    >>> compare_revisions("HEAD", methods=("addtask", "fptt"))
+    Traceback (most recent call last):
+    ...
+    ValueError: the addtask iteration has its own T, batch size and widths; compare it on its own
     >>> compare_revisions("HEAD", rounds=0)
     Traceback (most recent call last):
     ...
     ValueError: need rounds >= 1 and warmup >= 0, got rounds=0, warmup=1
     """
     for m in methods:
-        check_choice("method", m, ("fptt", "tbptt", "bptt"))
+        check_choice("method", m, ("fptt", "tbptt", "bptt", "addtask"))
+    if "addtask" in methods and len(methods) > 1:
+        raise ValueError("the addtask iteration has its own T, batch size and widths; compare it on its own")
     if rounds < 1 or warmup < 0:
         raise ValueError(f"need rounds >= 1 and warmup >= 0, got rounds={rounds}, warmup={warmup}")
     with tempfile.TemporaryDirectory() as tmp:
@@ -184,7 +194,7 @@ def compare_revisions(before: str = "HEAD~1", *, methods=("fptt", "tbptt"), T: i
         # this module's name would shadow the standard library's ``profile`` there
         worker = Path(tmp) / "_timing_worker.py"
         shutil.copyfile(Path(__file__).with_name("_timing_worker.py"), worker)
-        workers = {(rev, m): _start_worker(worker, src, m, T, batch_size, hidden) for rev, src in trees.items()
+        workers = {(rev, m): _start_worker(worker, src, m, T, batch_size, K, hidden) for rev, src in trees.items()
                    for m in methods}
         times = {k: [] for k in workers}
         it = range(warmup + rounds)
@@ -205,14 +215,17 @@ def compare_revisions(before: str = "HEAD~1", *, methods=("fptt", "tbptt"), T: i
     out = {"config": {"before": before, "T": T, "batch_size": batch_size, "hidden": list(hidden), "rounds": rounds,
                       "warmup": warmup, "network": "rmnist", "backend": "spikingjelly", "threads": 1},
            "ms_per_step": {f"{m} {rev}": 1e3 * statistics.median(times[(rev, m)]) / T for rev, m in times},
-           "ratios": {}}
+           "ratios": {}, "seconds": {f"{m} {rev}": ts for (rev, m), ts in times.items()}}
+    if "addtask" in methods:
+        out["config"].update(K=K, addtask_hidden=hidden[0])
+        out["seconds_per_iteration"] = {f"addtask {rev}": statistics.median(times[(rev, "addtask")]) for rev in trees}
     for m in methods:
         out["ratios"][f"{m} after/before"] = statistics.median(
             a / b for a, b in zip(times[("after", m)], times[("before", m)]))
     if "tbptt" in methods:
         for rev in trees:
             for m in methods:
-                if m != "tbptt":
+                if m != "tbptt":  # (addtask is timed on its own)
                     out["ratios"][f"{m}/tbptt {rev}"] = statistics.median(
                         a / b for a, b in zip(times[(rev, m)], times[(rev, "tbptt")]))
     return out

@@ -106,6 +106,9 @@ def _bench_arguments(p: argparse.ArgumentParser) -> None:
     a.add_argument("--K", type=_positive_int, nargs="+", default=[10], help="FPTT windows (K = T: every step)")
     a.add_argument("--rounds", type=_positive_int, default=3)
     a.add_argument("--clock", choices=("process", "wall"), default="process")
+    a.add_argument("--compare", default=None, metavar="REV",
+                   help="also time the iteration of git revision REV against this tree, interleaved (one K)")
+    a.add_argument("--compare-rounds", type=_positive_int, default=7, help="rounds of the --compare timing")
     a.add_argument("--json", default=None, metavar="FILE", help="also write the results as JSON")
 
     ms = sub.add_parser("multistep", help="SpikingJelly multi-step mode: the nodes' window loop (gates' input share "
@@ -229,7 +232,10 @@ def _cell(args) -> int:
 
 def _addtask(args) -> int:
     from ..bench.fused import addtask_table
+    from ..bench.profile import compare_revisions
 
+    if args.compare and len(args.K) != 1:
+        raise ValueError(f"--compare times one window length; pass one --K, got {args.K}")
     r = addtask_table(T=args.T, batch_size=args.batch_size, K_values=tuple(args.K), rounds=args.rounds,
                       threads=args.threads, clock=args.clock)
     for k, s in r["seconds_per_iteration"].items():
@@ -241,6 +247,15 @@ def _addtask(args) -> int:
         if k in r["compiled_ratios"]:
             print(f"{k}: trained through torch.compile {s['fused, compiled']:.3f} s per iteration "
                   f"(that / fused {r['compiled_ratios'][k]:.3f})")
+    if args.compare:
+        cmp = compare_revisions(args.compare, methods=("addtask",), T=args.T, batch_size=args.batch_size,
+                                hidden=(r["config"]["hidden"],), K=args.K[0], rounds=args.compare_rounds,
+                                progress=True)
+        before, after = cmp["seconds_per_iteration"]["addtask before"], cmp["seconds_per_iteration"]["addtask after"]
+        print(f"before = {args.compare}, after = this tree (K={args.K[0]}, wall time, medians of "
+              f"{args.compare_rounds} interleaved rounds): {before:.3f} s and {after:.3f} s per iteration; "
+              f"after / before {cmp['ratios']['addtask after/before']:.3f}")
+        r["compare"] = cmp
     _write_json(args.json, r)
     return 0
 

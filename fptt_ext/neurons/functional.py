@@ -184,19 +184,20 @@ def ltc_step(
         [[0.0, 0.0, 1.0]]
     """
     cur, mem, state_m, kwargs = _before_step(cur, mem, b, spk, gain, reset_delay, kwargs)
-    if (kwargs.get("beta_a", 1.8) != 0 and kwargs.get("reset_mechanism", "zero") in RESET_MECHANISMS
-            and not torch.compiler.is_compiling()):
-        # both gates dense: the whole step as one node (fptt_ext.neurons.fused_dense). Not with
-        # beta_a = 0, where the adaptation gate's backward is skipped below, or is asked for in
-        # full; nor under torch.compile, whose compiled modular step is faster (docs/benchmarks.md
-        # section 9) and which cannot trace a Function given one tensor as two inputs.
+    inert = _inert_adaptation(kwargs)
+    if kwargs.get("reset_mechanism", "zero") in RESET_MECHANISMS and not torch.compiler.is_compiling():
+        # both gates dense: the whole step as one node (fptt_ext.neurons.fused_dense), with
+        # beta_a = 0 without the adaptation's backward, as below. Not under torch.compile, whose
+        # compiled modular step is faster (docs/benchmarks.md section 9) and which cannot trace a
+        # Function given one tensor as two inputs.
         rule = dense_step_rule(cur, state_m[0], mem, state_m[1], b, spk, gate_m, gate_adp, kwargs.get("b0", 0.1),
                                kwargs.get("spike_fn", _DEFAULT_SPIKE))
         if rule is not None:
-            return fused_dense_ltc_step(cur, state_m[0], mem, state_m[1], b, spk, gate_m, gate_adp, rule=rule,
+            return fused_dense_ltc_step(cur, state_m[0], mem, state_m[1], b.detach() if inert else b, spk, gate_m,
+                                        gate_adp, rule=rule, inert=inert,
                                         **{k: v for k, v in kwargs.items() if k != "spike_fn"})
     logit_m = gate_m(state_m[0], state_m[1])
-    if not _inert_adaptation(kwargs):
+    if not inert:
         return _gated_step(cur, mem, b, spk, logit_m, gate_adp(state_m[0], b), **kwargs)
     with torch.no_grad():
         logit_adp = gate_adp(state_m[0], b)

@@ -11,6 +11,12 @@ engine. Here the step is one node whose backward forms exactly what is needed:
   needs a gradient: none with FPTT at K = 1 and TBPTT-1, where the states are detached;
 * ``W^T`` gradients and bias sums as ``Linear`` computes them.
 
+With ``inert=True`` (``beta_a = 0``, the authors' Add-task neuron: ``b`` cannot reach the
+spikes) the adaptation gate and ``b`` take no part in the backward at all: no gradient for
+``b``, the gate's weights or the previous spike through ``b``, and ``b`` comes out without a
+graph, as :func:`~fptt_ext.neurons.functional.ltc_step`'s shortcut for that case does with the
+modular step.
+
 The forward is the modular path's, operation for operation (bit for bit the same spikes,
 states and logits); gradients agree with it to rounding (``tests/test_neurons_fused.py``).
 :func:`fptt_ext.neurons.functional.ltc_step` takes this path when both gates are exactly
@@ -85,8 +91,9 @@ class FusedDenseLTCStep(torch.autograd.Function):
     Inputs: ``cur`` (the elementwise step's current), ``gate_cur`` (the gates' current, or
     ``None`` for ``cur`` itself: they differ where ``ltc_step``'s ``gain`` scales the current),
     ``mem`` and ``gate_mem`` (likewise), ``b``, ``spk``, both gates' weights and biases,
-    ``b0``; then the elementwise step's settings. (``None`` rather than the same tensor twice:
-    Dynamo cannot trace a Function given one tensor as two inputs.)
+    ``b0``; then the elementwise step's settings and ``inert`` (see the module's docstring).
+    (``None`` rather than the same tensor twice: Dynamo cannot trace a Function given one tensor
+    as two inputs.)
 
     >>> import torch
     >>> from fptt_ext.neurons.surrogate import MultiGaussian
@@ -94,14 +101,15 @@ class FusedDenseLTCStep(torch.autograd.Function):
     >>> cur = torch.ones(1, 2, requires_grad=True)
     >>> rule = dense_step_rule(cur, cur, z, z, z, z, g_m, g_adp, 0.1, MultiGaussian())
     >>> spk, mem, b = FusedDenseLTCStep.apply(cur, None, z, None, z, z, g_m.weight, g_m.bias, g_adp.weight,
-    ...                                       g_adp.bias, 0.1, 1.8, rule, "zero", False, False)
+    ...                                       g_adp.bias, 0.1, 1.8, rule, "zero", False, False, False)
     >>> spk.sum().backward(); cur.grad.shape, g_m.weight.grad.shape
     (torch.Size([1, 2]), torch.Size([2, 4]))
     """
 
     @staticmethod
     def forward(ctx, cur, gate_cur, mem, gate_mem, b, spk, w_m, bias_m, w_adp, bias_adp, b0, beta_a, rule, reset,
-                detach_reset, detach_adaptation):
+                detach_reset, detach_adaptation, inert=False):
+        ctx.set_materialize_grads(False)  # an output without gradient (FPTT: mem, b) costs nothing
         ctx.same_cur, ctx.same_mem = gate_cur is None, gate_mem is None
         gate_cur = cur if gate_cur is None else gate_cur
         gate_mem = mem if gate_mem is None else gate_mem
@@ -112,9 +120,12 @@ class FusedDenseLTCStep(torch.autograd.Function):
         # (as if the gates' current and membrane were inputs of their own where they are cur and mem)
         need = list(ctx.needs_input_grad)
         need[1], need[3] = need[0] if ctx.same_cur else need[1], need[2] if ctx.same_mem else need[3]
+        if inert:  # nothing flows through b or the adaptation gate
+            need[4] = need[8] = need[9] = False
+            ctx.mark_non_differentiable(b_new)
         ctx.need = need
         need_m = need[1] or need[3] or need[6] or need[7]  # does logit_m need a gradient?
-        need_adp = need[1] or need[4] or need[8] or need[9]
+        need_adp = not inert and (need[1] or need[4] or need[8] or need[9])
         ctx.config = {"rule": rule, "reset": reset, "beta_a": beta_a, "detach_adaptation": detach_adaptation,
                       "logits": True, "need": (need[0], need[2], need[4], need[5], need_m, need_adp, need[10]),
                       "b0_grad": need[10]}
@@ -151,16 +162,17 @@ class FusedDenseLTCStep(torch.autograd.Function):
             g_b_in = _add_mm(g_b_in, g_la, w_adp[:, n:])
         return (g_cur if need[0] else None, g_gate_cur, g_mem_in if need[2] else None, g_gate_mem, g_b_in,
                 g_spk_in, *_param_grads(g_lm, x_m, need[6], need[7]), *_param_grads(g_la, x_adp, need[8], need[9]),
-                g_b0, None, None, None, None, None)
+                g_b0, None, None, None, None, None, None)
 
 
 def fused_dense_ltc_step(cur, gate_cur, mem, gate_mem, b, spk, gate_m: DenseGate, gate_adp: DenseGate, *,
                          rule: SpikeRule, b0=0.1, beta_a=1.8, reset_mechanism="zero", detach_reset=False,
-                         detach_adaptation=False):
+                         detach_adaptation=False, inert=False):
     """One LTC-SN step through :class:`FusedDenseLTCStep`; returns ``(spk, mem, b)``.
 
     Callers check the conditions with :func:`dense_step_rule`;
-    :func:`fptt_ext.neurons.functional.ltc_step` does.
+    :func:`fptt_ext.neurons.functional.ltc_step` does. ``inert=True`` (for ``beta_a = 0`` only):
+    the adaptation takes no part in the backward, and ``b`` is returned without a graph.
 
     >>> import torch
     >>> from fptt_ext.neurons.surrogate import MultiGaussian
@@ -172,4 +184,4 @@ def fused_dense_ltc_step(cur, gate_cur, mem, gate_mem, b, spk, gate_m: DenseGate
     return FusedDenseLTCStep.apply(cur, None if gate_cur is cur else gate_cur, mem,
                                    None if gate_mem is mem else gate_mem, b, spk, gate_m.weight, gate_m.bias,
                                    gate_adp.weight, gate_adp.bias, b0, float(beta_a), rule, reset_mechanism,
-                                   bool(detach_reset), bool(detach_adaptation))
+                                   bool(detach_reset), bool(detach_adaptation or inert), bool(inert))
